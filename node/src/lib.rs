@@ -1,0 +1,14 @@
+//! `ivs-relay`: takes a browser's WebRTC publish over WHIP and publishes it over RTMP(S) with
+//! no video re-encode.
+//!
+//! Layout:
+//! * `media` — the sans-IO core: RTP → FLV tags (H.264 remux, Opus → AAC, one timeline).
+//! * `destination` — where a session publishes; parsing, redaction, and what clients may choose.
+//! * `sink` — writing tags out: RTMP/RTMPS with reconnects, or an FLV file.
+//! * `session` — one publisher: the WebRTC peer, the core and the sink, and their lifecycle.
+//! * `whip` — the HTTP surface (RFC 9725), auth, CORS, the web app, health and metrics.
+//! * `metrics` — Prometheus counters and histograms.
+//! * `config` — command-line flags and the settings resolved from them.
+//! * `server` — puts it together: listeners, shutdown.
+
+pub mod media;

@@ -1,0 +1,214 @@
+//! Opus (48 kHz, from WebRTC) → PCM → AAC-LC (for FLV/RTMP). The two codec libraries live
+//! behind this module only: libopus (`opus` crate, vendored) and Fraunhofer FDK AAC (`fdk-aac`,
+//! bundled C++ source, FDK licence — see `node/LICENSE-fdk-aac`).
+//!
+//! Timestamps stay in the 48 kHz RTP clock (extended to i64): each AAC frame is stamped with the
+//! position of its first input sample, minus the encoder's delay. Short gaps are concealed by
+//! libopus; long ones restart the PCM buffer at the new position.
+
+use bytes::Bytes;
+use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, Encoder, EncoderParams, Transport};
+use thiserror::Error;
+
+pub const SAMPLE_RATE: u32 = 48_000;
+const CHANNELS: usize = 2;
+/// Samples per channel in one AAC-LC frame.
+pub const AAC_FRAME_SAMPLES: usize = 1024;
+/// Longest Opus packet: 120 ms.
+const MAX_OPUS_SAMPLES: usize = 5760;
+/// Gaps up to this long (per channel samples, 100 ms) are filled by packet-loss concealment.
+const MAX_CONCEALED_SAMPLES: i64 = 4800;
+/// Concealment works in steps of 20 ms.
+const CONCEALMENT_STEP: usize = 960;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TranscodeError {
+    #[error("cannot set up the Opus decoder: {0}")]
+    OpusInit(opus::Error),
+    #[error("cannot set up the AAC encoder: {0}")]
+    AacInit(String),
+    #[error("AAC encoding failed: {0}")]
+    AacEncode(String),
+}
+
+/// One encoded AAC frame, raw (no ADTS), as FLV wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AacFrame {
+    /// Position of the frame's first sample, in 48 kHz ticks of the track's extended RTP clock.
+    pub rtp: i64,
+    pub data: Bytes,
+}
+
+pub struct OpusToAac {
+    decoder: opus::Decoder,
+    encoder: Encoder,
+    audio_specific_config: Bytes,
+    encoder_delay: i64,
+    /// Interleaved stereo PCM not yet encoded.
+    pcm: Vec<i16>,
+    /// Position of `pcm[0]`.
+    pcm_start: i64,
+    /// Position right after the last decoded sample; `None` before the first packet.
+    expected: Option<i64>,
+    decoded: Vec<i16>,
+    encoded: Vec<u8>,
+}
+
+impl std::fmt::Debug for OpusToAac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpusToAac").field("pcm_start", &self.pcm_start).field("expected", &self.expected).finish_non_exhaustive()
+    }
+}
+
+impl OpusToAac {
+    /// AAC-LC stereo at `bitrate` bits per second.
+    pub fn new(bitrate: u32) -> Result<Self, TranscodeError> {
+        let decoder = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Stereo).map_err(TranscodeError::OpusInit)?;
+        let encoder = Encoder::new(EncoderParams {
+            bit_rate: BitRate::Cbr(bitrate),
+            sample_rate: SAMPLE_RATE,
+            transport: Transport::Raw,
+            channels: ChannelMode::Stereo,
+            audio_object_type: AudioObjectType::Mpeg4LowComplexity,
+        })
+        .map_err(|e| TranscodeError::AacInit(e.to_string()))?;
+        let info = encoder.info().map_err(|e| TranscodeError::AacInit(e.to_string()))?;
+        let config_len = (info.confSize as usize).min(info.confBuf.len());
+        Ok(Self {
+            decoder,
+            encoder,
+            audio_specific_config: Bytes::copy_from_slice(&info.confBuf[..config_len]),
+            encoder_delay: info.nDelay.into(),
+            pcm: Vec::with_capacity(CHANNELS * (AAC_FRAME_SAMPLES + MAX_OPUS_SAMPLES)),
+            pcm_start: 0,
+            expected: None,
+            decoded: vec![0; CHANNELS * MAX_OPUS_SAMPLES],
+            encoded: vec![0; 8192],
+        })
+    }
+
+    /// The AudioSpecificConfig (ISO 14496-3) for the FLV AAC sequence header.
+    pub fn audio_specific_config(&self) -> Bytes {
+        self.audio_specific_config.clone()
+    }
+
+    /// Decodes one Opus packet at extended RTP position `rtp` and encodes every whole AAC frame
+    /// now available. A packet that fails to decode is treated as lost.
+    pub fn push(&mut self, rtp: i64, opus_packet: &[u8], out: &mut Vec<AacFrame>) -> Result<(), TranscodeError> {
+        match self.expected {
+            Some(expected) if rtp < expected => return Ok(()), // late or duplicate
+            Some(expected) if rtp - expected <= MAX_CONCEALED_SAMPLES => self.conceal(rtp - expected),
+            _ => {
+                self.pcm.clear();
+                self.pcm_start = rtp;
+            }
+        }
+        let samples = match self.decoder.decode(opus_packet, &mut self.decoded, false) {
+            Ok(samples) => samples,
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable Opus packet, concealing");
+                self.decoder.decode(&[], &mut self.decoded[..CHANNELS * CONCEALMENT_STEP], false).unwrap_or(0)
+            }
+        };
+        self.pcm.extend_from_slice(&self.decoded[..samples * CHANNELS]);
+        self.expected = Some(rtp + samples as i64);
+        self.encode_ready(out)
+    }
+
+    /// Fills `samples` missing samples per channel with libopus' concealment.
+    fn conceal(&mut self, mut samples: i64) {
+        while samples > 0 {
+            let step = (samples as usize).min(CONCEALMENT_STEP);
+            let got = self.decoder.decode(&[], &mut self.decoded[..CHANNELS * step], false).unwrap_or(0);
+            if got == 0 {
+                self.pcm.resize(self.pcm.len() + CHANNELS * step, 0);
+            } else {
+                self.pcm.extend_from_slice(&self.decoded[..got * CHANNELS]);
+            }
+            samples -= step.max(got) as i64;
+        }
+    }
+
+    fn encode_ready(&mut self, out: &mut Vec<AacFrame>) -> Result<(), TranscodeError> {
+        let frame_len = CHANNELS * AAC_FRAME_SAMPLES;
+        let mut consumed = 0;
+        while self.pcm.len() - consumed >= frame_len {
+            let input = &self.pcm[consumed..consumed + frame_len];
+            let info = self.encoder.encode(input, &mut self.encoded).map_err(|e| TranscodeError::AacEncode(e.to_string()))?;
+            let frame_start = self.pcm_start + (consumed / CHANNELS) as i64;
+            consumed += frame_len;
+            if info.output_size > 0 {
+                out.push(AacFrame { rtp: frame_start - self.encoder_delay, data: Bytes::copy_from_slice(&self.encoded[..info.output_size]) });
+            }
+        }
+        self.pcm.drain(..consumed);
+        self.pcm_start += (consumed / CHANNELS) as i64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 20 ms Opus packets of a 440 Hz tone, made by libopus itself.
+    fn tone_packets(count: usize) -> Vec<Vec<u8>> {
+        let mut enc = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Stereo, opus::Application::Audio).expect("encoder");
+        (0..count)
+            .map(|n| {
+                let pcm: Vec<i16> = (0..960)
+                    .flat_map(|i| {
+                        let t = (n * 960 + i) as f64 / f64::from(SAMPLE_RATE);
+                        let s = ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16;
+                        [s, s]
+                    })
+                    .collect();
+                enc.encode_vec(&pcm, 4000).expect("encode")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn audio_specific_config_says_aac_lc_48k_stereo() {
+        let t = OpusToAac::new(128_000).expect("transcoder");
+        // object type 2 (LC), frequency index 3 (48 kHz), channel configuration 2.
+        assert_eq!(&t.audio_specific_config()[..2], &[0x11, 0x90]);
+    }
+
+    #[test]
+    fn one_second_of_opus_becomes_about_47_aac_frames_spaced_1024_apart() {
+        let mut t = OpusToAac::new(128_000).expect("transcoder");
+        let mut out = Vec::new();
+        for (n, packet) in tone_packets(50).iter().enumerate() {
+            t.push(1000 + n as i64 * 960, packet, &mut out).expect("push");
+        }
+        assert!((44..=47).contains(&out.len()), "{} frames", out.len());
+        for pair in out.windows(2) {
+            assert_eq!(pair[1].rtp - pair[0].rtp, AAC_FRAME_SAMPLES as i64);
+        }
+        assert!(out.iter().all(|f| !f.data.is_empty()));
+    }
+
+    #[test]
+    fn a_lost_packet_is_concealed_and_the_timeline_keeps_its_pace() {
+        let packets = tone_packets(30);
+        let mut t = OpusToAac::new(128_000).expect("transcoder");
+        let mut out = Vec::new();
+        for (n, packet) in packets.iter().enumerate().filter(|(n, _)| *n != 10) {
+            t.push(n as i64 * 960, packet, &mut out).expect("push");
+        }
+        let span = out.last().map(|f| f.rtp).unwrap_or(0) - out[0].rtp;
+        assert_eq!(span, (out.len() as i64 - 1) * AAC_FRAME_SAMPLES as i64);
+        assert!(out.len() >= 25, "{} frames", out.len());
+    }
+
+    #[test]
+    fn garbage_and_late_packets_do_not_break_it() {
+        let mut t = OpusToAac::new(128_000).expect("transcoder");
+        let mut out = Vec::new();
+        t.push(0, &[0xff, 0xff, 0xff], &mut out).expect("garbage is concealed");
+        t.push(960, &tone_packets(1)[0], &mut out).expect("push");
+        t.push(0, &tone_packets(1)[0], &mut out).expect("late is ignored");
+    }
+}
