@@ -12,3 +12,15 @@
 //! * `server` — puts it together: listeners, shutdown.
 
 pub mod media;
+pub mod destination;
+pub mod metrics;
+pub mod status;
+pub mod sink;
+pub mod config;
+pub mod offer;
+pub mod peer;
+pub mod session;
+pub mod relay;
+pub mod server;
+pub mod web;
+pub mod whip;

@@ -115,10 +115,10 @@ impl FrameAssembler {
                 .filter_map(|ext| self.pending.remove(&ext).map(|(_, p)| p))
                 .collect();
             self.next = Some(end + 1);
-            match self.discarding_timestamp {
-                Some(ts) if frame.first().is_some_and(|p| p.timestamp == ts) => {
-                    self.discarding_timestamp = None;
-                }
+            match self.discarding_timestamp.take() {
+                Some(ts) if frame.first().is_some_and(|p| p.timestamp == ts) => {}
+                // Padding (bandwidth probes) only fills sequence numbers.
+                _ if frame.iter().all(|p| p.payload.is_empty()) => {}
                 _ => out.push(Assembled::Frame(frame)),
             }
         }
@@ -128,6 +128,9 @@ impl FrameAssembler {
     /// marker packet, or the packet before one with a new timestamp.
     fn complete_frame_end(&self, start: i64) -> Option<i64> {
         let (_, first) = self.pending.get(&start)?;
+        if first.payload.is_empty() {
+            return Some(start);
+        }
         let mut ext = start;
         loop {
             let (_, packet) = self.pending.get(&ext)?;
@@ -281,6 +284,17 @@ mod tests {
         let mut a = assembler();
         a.push(now, pkt(1, 0, false));
         assert_eq!(frames(&a.push(now, pkt(2, 3000, true))), vec![vec![1], vec![2]]);
+    }
+
+    #[test]
+    fn padding_between_frames_fills_sequence_numbers_and_is_dropped() {
+        let now = Instant::now();
+        let mut a = assembler();
+        a.push(now, pkt(1, 0, true));
+        let padding = RtpPacket { payload: Bytes::new(), ..pkt(2, 0, false) };
+        assert!(a.push(now, padding).is_empty());
+        assert_eq!(frames(&a.push(now, pkt(3, 3000, true))), vec![vec![3]]);
+        assert_eq!(a.deadline(), None);
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! Prometheus metrics of the relay, served on `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrackLabel {
+    pub track: &'static str,
+}
+
+pub const VIDEO: TrackLabel = TrackLabel { track: "video" };
+pub const AUDIO: TrackLabel = TrackLabel { track: "audio" };
+
+pub struct Metrics {
+    registry: Registry,
+    pub sessions: Gauge,
+    pub sessions_started: Counter,
+    pub bytes_received: Counter,
+    pub bytes_sent: Counter,
+    pub keyframe_requests: Counter,
+    pub rtmp_reconnects: Counter,
+    pub dropped_frames: Counter,
+    pub lost_packets: Counter,
+    /// Time from the RTP packet that completed a frame to its FLV tag leaving for the ingest.
+    pub relay_latency: Family<TrackLabel, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.1 ms .. ~100 ms: the targets are 5 ms (video) and 60 ms (audio) at p99.
+    Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.06, 0.1, 0.25])
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ivs_relay");
+        let metrics = Self {
+            sessions: Gauge::default(),
+            sessions_started: Counter::default(),
+            bytes_received: Counter::default(),
+            bytes_sent: Counter::default(),
+            keyframe_requests: Counter::default(),
+            rtmp_reconnects: Counter::default(),
+            dropped_frames: Counter::default(),
+            lost_packets: Counter::default(),
+            relay_latency: Family::new_with_constructor(latency_histogram),
+            registry: Registry::default(),
+        };
+        registry.register("sessions", "WHIP sessions open now", metrics.sessions.clone());
+        registry.register("sessions_started", "WHIP sessions accepted", metrics.sessions_started.clone());
+        registry.register("rtp_received_bytes", "RTP payload bytes received from publishers", metrics.bytes_received.clone());
+        registry.register("ingest_sent_bytes", "FLV tag bytes sent to ingests and files", metrics.bytes_sent.clone());
+        registry.register("keyframe_requests", "PLIs sent to publishers", metrics.keyframe_requests.clone());
+        registry.register("rtmp_reconnects", "RTMP reconnect attempts after an ingest failed", metrics.rtmp_reconnects.clone());
+        registry.register("dropped_frames", "Video frames not forwarded (loss, damage, waiting for a keyframe, full queue)", metrics.dropped_frames.clone());
+        registry.register("lost_packets", "Video RTP packets given up on after the retransmission wait", metrics.lost_packets.clone());
+        registry.register("relay_latency_seconds", "RTP in to FLV tag out, per track", metrics.relay_latency.clone());
+        Self { registry, ..metrics }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,135 @@
+//! The `webrtc` crate's set-up, once per relay: the codecs we accept (H.264 packetization-mode 1
+//! and Opus, no RTX so retransmissions arrive on the media SSRC), NACK, RTCP reports and
+//! transport-wide congestion control feedback (without which browsers stay near 300 kbit/s),
+//! all ICE on one UDP port, the public address as a 1:1 NAT host candidate, and short ICE
+//! timeouts so that a vanished browser frees its session within seconds.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{API, APIBuilder};
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
+use webrtc::ice::udp_network::UDPNetwork;
+use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType};
+use webrtc::rtp_transceiver::{PayloadType, RTCPFeedback};
+
+/// ICE gives up on a silent peer after `DISCONNECTED` + `FAILED`.
+const ICE_DISCONNECTED: Duration = Duration::from_secs(3);
+const ICE_FAILED: Duration = Duration::from_secs(4);
+const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// H.264 profiles we answer, all packetization-mode 1: what browsers and OBS offer.
+const H264_PROFILES: [(PayloadType, &str); 4] = [(102, "42e01f"), (108, "42001f"), (127, "4d001f"), (123, "640032")];
+
+fn codecs() -> anyhow::Result<MediaEngine> {
+    let mut engine = MediaEngine::default();
+    let feedback = vec![RTCPFeedback { typ: "ccm".to_owned(), parameter: "fir".to_owned() }];
+    for (payload_type, profile) in H264_PROFILES {
+        engine.register_codec(
+            RTCRtpCodecParameters {
+                capability: RTCRtpCodecCapability {
+                    mime_type: MIME_TYPE_H264.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"),
+                    rtcp_feedback: feedback.clone(),
+                },
+                payload_type,
+                ..Default::default()
+            },
+            RTPCodecType::Video,
+        )?;
+    }
+    engine.register_codec(
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: 111,
+            ..Default::default()
+        },
+        RTPCodecType::Audio,
+    )?;
+    Ok(engine)
+}
+
+/// Where ICE listens and what it advertises.
+#[derive(Debug, Clone)]
+pub struct IceSettings {
+    /// The UDP socket all sessions share.
+    pub bind: SocketAddr,
+    /// Advertised instead of local addresses (1:1 NAT), e.g. the task's public IP.
+    pub public_ip: Option<IpAddr>,
+    /// Only loopback candidates: `ivsctl local` on 127.0.0.1.
+    pub loopback_only: bool,
+}
+
+/// Builds the relay's one WebRTC API object, with its UDP port bound.
+pub async fn build_api(ice: &IceSettings) -> anyhow::Result<API> {
+    let mut engine = codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+
+    let socket = tokio::net::UdpSocket::bind(ice.bind).await.with_context(|| format!("cannot bind WebRTC UDP port {}", ice.bind))?;
+    let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
+
+    let mut settings = SettingEngine::default();
+    settings.set_udp_network(UDPNetwork::Muxed(mux));
+    settings.set_network_types(vec![NetworkType::Udp4]);
+    settings.set_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_FAILED), Some(ICE_KEEPALIVE));
+    // Browsers' `.local` candidates would need multicast queries; the browser's own checks
+    // reach us anyway, and we learn its address from them.
+    settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    if let Some(ip) = ice.public_ip {
+        settings.set_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
+    }
+    if ice.loopback_only {
+        settings.set_include_loopback_candidate(true);
+        settings.set_ip_filter(Box::new(|ip: IpAddr| ip.is_loopback()));
+    } else if !ice.bind.ip().is_unspecified() {
+        let only = ice.bind.ip();
+        settings.set_ip_filter(Box::new(move |ip: IpAddr| ip == only));
+    }
+
+    Ok(APIBuilder::new().with_media_engine(engine).with_interceptor_registry(registry).with_setting_engine(settings).build())
+}
+
+/// Asks a STUN server which address our UDP traffic comes from (for --stun).
+pub async fn discover_public_ip(stun_server: &str) -> anyhow::Result<IpAddr> {
+    use webrtc::stun::agent::TransactionId;
+    use webrtc::stun::message::{BINDING_REQUEST, Getter, Message};
+    use webrtc::stun::xoraddr::XorMappedAddress;
+
+    let server = tokio::net::lookup_host(stun_server)
+        .await
+        .with_context(|| format!("cannot resolve STUN server {stun_server}"))?
+        .find(SocketAddr::is_ipv4)
+        .with_context(|| format!("STUN server {stun_server} has no IPv4 address"))?;
+    let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
+    let mut request = Message::new();
+    request.build(&[Box::new(TransactionId::new()), Box::new(BINDING_REQUEST)])?;
+    let mut buf = vec![0u8; 1500];
+    for _attempt in 0..3 {
+        socket.send_to(&request.raw, server).await?;
+        let Ok(received) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await else { continue };
+        let (n, _) = received?;
+        let mut response = Message::new();
+        response.raw = buf[..n].to_vec();
+        response.decode()?;
+        let mut mapped = XorMappedAddress::default();
+        mapped.get_from(&response)?;
+        return Ok(mapped.ip);
+    }
+    anyhow::bail!("STUN server {stun_server} did not answer in 6 s")
+}

@@ -1,0 +1,133 @@
+//! Runs the relay: binds the WebRTC UDP port and the HTTP(S) listener, serves until the
+//! shutdown future resolves, then stops taking sessions and ends each one cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{HttpSecurity, RelayConfig};
+use crate::peer::{self, IceSettings};
+use crate::relay::Relay;
+
+/// How long shutdown waits for sessions to end their RTMP streams.
+const DRAIN_GRACE: Duration = Duration::from_secs(8);
+
+/// A relay that is listening.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub relay: Arc<Relay>,
+    handle: axum_server::Handle<SocketAddr>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Serves until `shutdown` resolves, then drains.
+    pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Running { relay, handle, server, .. } = self;
+        tokio::select! {
+            () = shutdown => {}
+            result = server => {
+                result.context("HTTP server task failed")?.context("HTTP server failed")?;
+                return Ok(());
+            }
+        }
+        tracing::info!(sessions = relay.session_count(), "shutting down: no new sessions, ending open ones");
+        relay.drain(DRAIN_GRACE).await;
+        handle.graceful_shutdown(Some(Duration::from_secs(2)));
+        Ok(())
+    }
+}
+
+/// Binds everything; returns once the relay is listening.
+pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
+    if config.public_ip.is_none() {
+        if let Some(stun) = &config.stun {
+            let ip = peer::discover_public_ip(stun).await.context("--stun")?;
+            tracing::info!(%ip, "public address discovered by STUN");
+            config.public_ip = Some(ip);
+        }
+    }
+    let loopback_only = config.listen.ip().is_loopback();
+    let ice = IceSettings {
+        bind: SocketAddr::new(if loopback_only { config.listen.ip() } else { [0, 0, 0, 0].into() }, config.udp_port),
+        public_ip: config.public_ip,
+        loopback_only,
+    };
+    let api = peer::build_api(&ice).await?;
+    let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let http_addr = listener.local_addr()?;
+    let security = config.http.clone();
+    let relay = Arc::new(Relay::new(config, api));
+    let app = crate::whip::router(relay.clone()).into_make_service();
+    let handle = axum_server::Handle::new();
+
+    let server = match security {
+        HttpSecurity::Plain => {
+            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+        HttpSecurity::Files { cert, key } => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(server_tls(&std::fs::read(&cert).with_context(|| format!("cannot read --tls-cert {}", cert.display()))?, &std::fs::read(&key).with_context(|| format!("cannot read --tls-key {}", key.display()))?)?);
+            tokio::spawn(axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone()).serve(app))
+        }
+        HttpSecurity::SelfSigned => {
+            let (cert, key) = self_signed(http_addr)?;
+            tracing::warn!("serving HTTPS with a self-signed certificate; browsers will ask to accept it (give --tls-cert/--tls-key for a real one)");
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(server_tls(cert.as_bytes(), key.as_bytes())?);
+            tokio::spawn(axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone()).serve(app))
+        }
+    };
+    tracing::info!(http = %http_addr, udp = %ice.bind, public_ip = ?ice.public_ip, "relay listening");
+    Ok(Running { http_addr, relay, handle, server })
+}
+
+fn server_tls(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().context("TLS certificate is not valid PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).context("TLS key is not valid PEM")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_no_client_auth().with_single_cert(certs, key).context("TLS certificate and key do not match")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A certificate for this run only, naming localhost and the listen address.
+fn self_signed(addr: SocketAddr) -> anyhow::Result<(String, String)> {
+    let mut names = vec!["localhost".to_owned(), addr.ip().to_string()];
+    names.dedup();
+    let cert = rcgen::generate_simple_self_signed(names).context("cannot make a self-signed certificate")?;
+    Ok((cert.cert.pem(), cert.signing_key.serialize_pem()))
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what ECS sends to stop a task).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: info for our crates, warn for the rest).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ivs_relay=info,ivsctl=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

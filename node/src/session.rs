@@ -1,0 +1,317 @@
+//! One publisher: its WebRTC peer connection, the media core fed by its tracks, and the sink its
+//! tags go to. Owns the session's lifecycle: it ends on DELETE, on ICE failure or DTLS close,
+//! when media stops for `MEDIA_TIMEOUT`, or at shutdown, and then frees everything.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use webrtc::api::API;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::sender_report::SenderReport;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+
+use crate::destination::{AddressPolicy, Destination};
+use crate::media::clock::Track;
+use crate::media::rtp::RtpPacket;
+use crate::media::{CoreConfig, Input, MediaCore, Output, Tag, TagKind};
+use crate::metrics::Metrics;
+use crate::offer::{self, OfferError};
+use crate::sink::{self, SinkContext, SinkHandle};
+use crate::status::SessionStatus;
+
+/// A session whose publisher sent nothing for this long is ended.
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long the sink gets to end the RTMP stream cleanly when a session ends.
+const SINK_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long answering waits for ICE candidates to be gathered (host candidates: instant).
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Offer(#[from] OfferError),
+    #[error("the offer could not be answered: {0}")]
+    Negotiation(String),
+    #[error("audio transcoder: {0}")]
+    Transcoder(#[from] crate::media::aac::TranscodeError),
+}
+
+/// What the media task receives from the track readers.
+enum TrackEvent {
+    Rtp(Track, webrtc::rtp::packet::Packet),
+    SenderReport(Track, SenderReport),
+    VideoSsrc(u32),
+}
+
+/// Everything a session needs from the relay.
+pub struct SessionParams {
+    pub id: String,
+    pub stream: String,
+    pub destination: Destination,
+    pub policy: AddressPolicy,
+    pub aac_bitrate: u32,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct Session {
+    pub id: String,
+    pub stream: String,
+    pub status: Arc<SessionStatus>,
+    cancel: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Session {
+    /// Answers `offer` and starts the session; `on_end` runs once it has fully ended.
+    pub async fn start(api: &API, offer_sdp: String, params: SessionParams, on_end: impl FnOnce() + Send + 'static) -> Result<(Arc<Self>, String), SessionError> {
+        let summary = offer::check(&offer_sdp)?;
+        let negotiation = |e: webrtc::Error| SessionError::Negotiation(e.to_string());
+        let core = MediaCore::new(CoreConfig { has_audio: summary.has_audio, aac_bitrate: params.aac_bitrate, ..CoreConfig::default() })?;
+
+        let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.map_err(negotiation)?);
+        let cancel = CancellationToken::new();
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        watch_tracks(&pc, events_tx);
+        watch_connection(&pc, cancel.clone());
+
+        let answer = async {
+            let offer = RTCSessionDescription::offer(offer_sdp).map_err(negotiation)?;
+            pc.set_remote_description(offer).await.map_err(negotiation)?;
+            let answer = pc.create_answer(None).await.map_err(negotiation)?;
+            let mut gathered = pc.gathering_complete_promise().await;
+            pc.set_local_description(answer).await.map_err(negotiation)?;
+            let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.recv()).await;
+            pc.local_description().await.map(|d| d.sdp).ok_or_else(|| SessionError::Negotiation("no local description".into()))
+        }
+        .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+
+        let status = Arc::new(SessionStatus::new(params.id.clone(), params.stream.clone(), params.destination.display_host(), jiff::Timestamp::now()));
+        let keyframe_wanted = Arc::new(Notify::new());
+        let sink = sink::spawn(
+            params.destination.clone(),
+            SinkContext {
+                status: status.clone(),
+                metrics: params.metrics.clone(),
+                keyframe_wanted: keyframe_wanted.clone(),
+                policy: params.policy,
+                tls: params.tls.clone(),
+                has_audio: summary.has_audio,
+            },
+        );
+        params.metrics.sessions.inc();
+        params.metrics.sessions_started.inc();
+        tracing::info!(session = %params.id, stream = %params.stream, destination = %params.destination, audio = summary.has_audio, "session started");
+
+        let session = Arc::new(Self { id: params.id.clone(), stream: params.stream.clone(), status: status.clone(), cancel: cancel.clone(), task: Mutex::new(None) });
+        let media = MediaTask { pc, core, events: events_rx, sink, keyframe_wanted, status, metrics: params.metrics, cancel, video_ssrc: None, bytes_received: 0, overflowed: false };
+        let task = tokio::spawn(async move {
+            media.run().await;
+            on_end();
+        });
+        *session.task.lock().await = Some(task);
+        Ok((session, answer))
+    }
+
+    /// Ends the session (idempotent); `finished` waits for it.
+    pub fn stop(&self, reason: &str) {
+        self.status.end(reason);
+        self.cancel.cancel();
+    }
+
+    pub async fn finished(&self) {
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Spawns a reader per incoming track (RTP) and per receiver (RTCP sender reports).
+fn watch_tracks(pc: &RTCPeerConnection, events: mpsc::Sender<TrackEvent>) {
+    pc.on_track(Box::new(move |track, receiver, _transceiver| {
+        let events = events.clone();
+        Box::pin(async move {
+            let kind = match track.kind() {
+                RTPCodecType::Video => Track::Video,
+                RTPCodecType::Audio => Track::Audio,
+                _ => return,
+            };
+            if kind == Track::Video {
+                let _ = events.send(TrackEvent::VideoSsrc(track.ssrc())).await;
+            }
+            let rtcp_events = events.clone();
+            tokio::spawn(async move {
+                while let Ok((packets, _)) = receiver.read_rtcp().await {
+                    for packet in packets {
+                        if let Some(sr) = packet.as_any().downcast_ref::<SenderReport>() {
+                            if rtcp_events.send(TrackEvent::SenderReport(kind, sr.clone())).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Ok((packet, _)) = track.read_rtp().await {
+                    if events.send(TrackEvent::Rtp(kind, packet)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        })
+    }));
+}
+
+/// Ends the session when the peer connection fails or closes.
+fn watch_connection(pc: &RTCPeerConnection, cancel: CancellationToken) {
+    pc.on_peer_connection_state_change(Box::new(move |state| {
+        if matches!(state, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) {
+            tracing::info!(?state, "peer connection ended");
+            cancel.cancel();
+        }
+        Box::pin(async {})
+    }));
+}
+
+/// The session's one task: feeds the core, sends its tags to the sink and its keyframe
+/// requests to the publisher.
+struct MediaTask {
+    pc: Arc<RTCPeerConnection>,
+    core: MediaCore,
+    events: mpsc::Receiver<TrackEvent>,
+    sink: SinkHandle,
+    keyframe_wanted: Arc<Notify>,
+    status: Arc<SessionStatus>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    video_ssrc: Option<u32>,
+    bytes_received: u64,
+    /// The sink's queue overflowed: drop media until the next keyframe.
+    overflowed: bool,
+}
+
+impl MediaTask {
+    async fn run(mut self) {
+        let mut last_media = Instant::now();
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        loop {
+            let wake = self.core.next_wake().map(tokio::time::Instant::from_std).unwrap_or_else(far);
+            tokio::select! {
+                () = self.cancel.cancelled() => break,
+                event = self.events.recv() => {
+                    let Some(event) = event else { break };
+                    let now = Instant::now();
+                    match event {
+                        TrackEvent::Rtp(track, packet) => {
+                            last_media = now;
+                            self.take_rtp(now, track, packet);
+                        }
+                        TrackEvent::SenderReport(track, sr) => self.core.handle_input(now, Input::SenderReport { track, ntp: sr.ntp_time, rtp: sr.rtp_time }),
+                        TrackEvent::VideoSsrc(ssrc) => self.video_ssrc = Some(ssrc),
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => self.core.handle_input(Instant::now(), Input::Tick),
+                () = self.keyframe_wanted.notified() => self.request_keyframe().await,
+                _ = housekeeping.tick() => {
+                    self.status.update_core(self.core.stats(), self.bytes_received);
+                    if last_media.elapsed() > MEDIA_TIMEOUT {
+                        self.status.end(format!("no media from the publisher for {} s", MEDIA_TIMEOUT.as_secs()));
+                        break;
+                    }
+                }
+            }
+            self.drain_outputs().await;
+        }
+        self.finish().await;
+    }
+
+    fn take_rtp(&mut self, now: Instant, track: Track, packet: webrtc::rtp::packet::Packet) {
+        self.bytes_received += packet.payload.len() as u64;
+        self.metrics.bytes_received.inc_by(packet.payload.len() as u64);
+        let packet = RtpPacket { sequence_number: packet.header.sequence_number, timestamp: packet.header.timestamp, marker: packet.header.marker, payload: packet.payload };
+        let before = self.core.stats();
+        match track {
+            Track::Video => self.core.handle_input(now, Input::Video(&packet)),
+            Track::Audio => self.core.handle_input(now, Input::Audio(&packet)),
+        }
+        let after = self.core.stats();
+        self.metrics.dropped_frames.inc_by(after.dropped_frames - before.dropped_frames);
+        self.metrics.lost_packets.inc_by(after.lost_packets - before.lost_packets);
+    }
+
+    async fn drain_outputs(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Tag(tag) => {
+                    if self.forward(tag) {
+                        self.request_keyframe().await;
+                    }
+                }
+                Output::RequestKeyframe => self.request_keyframe().await,
+            }
+        }
+    }
+
+    /// Queues a tag for the sink; `true` when the queue overflowed and a keyframe is needed.
+    fn forward(&mut self, tag: Tag) -> bool {
+        let is_media = !tag.is_header && tag.kind != TagKind::Metadata;
+        if self.overflowed && is_media {
+            if tag.kind == TagKind::Video && tag.keyframe {
+                self.overflowed = false;
+            } else {
+                return false;
+            }
+        }
+        match self.sink.tags.try_send(tag) {
+            Ok(()) => false,
+            Err(mpsc::error::TrySendError::Full(tag)) => {
+                if tag.kind == TagKind::Video {
+                    self.metrics.dropped_frames.inc();
+                }
+                let first = !self.overflowed;
+                self.overflowed = true;
+                first
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    async fn request_keyframe(&mut self) {
+        let Some(media_ssrc) = self.video_ssrc else { return };
+        self.metrics.keyframe_requests.inc();
+        let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+        if let Err(e) = self.pc.write_rtcp(&[Box::new(pli)]).await {
+            tracing::debug!(error = %e, "PLI not sent");
+        }
+    }
+
+    async fn finish(self) {
+        let Self { pc, sink, status, metrics, core, bytes_received, .. } = self;
+        status.update_core(core.stats(), bytes_received);
+        status.end("ended");
+        drop(sink.tags); // the sink ends the RTMP stream (deleteStream) or closes the file
+        if tokio::time::timeout(SINK_CLOSE_TIMEOUT, sink.task).await.is_err() {
+            tracing::warn!("sink did not close in time");
+        }
+        let _ = pc.close().await;
+        metrics.sessions.dec();
+        let report = status.report();
+        tracing::info!(session = %report.id, reason = report.end_reason.as_deref().unwrap_or("ended"), frames = report.video_frames, "session ended");
+    }
+}

@@ -1,0 +1,299 @@
+//! RTMP/RTMPS publishing with `rml_rtmp` (sans-IO) over TCP or rustls. On any failure the sink
+//! reconnects with capped exponential backoff, replays metadata and sequence headers, and resumes
+//! at the next keyframe; the WebRTC session never notices beyond its status.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType};
+use rml_rtmp::time::RtmpTimestamp;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::{Backoff, SinkContext, observe_sent};
+use crate::destination::{DestinationError, RtmpTarget, Transport};
+use crate::media::{Tag, TagKind};
+use crate::status::IngestState;
+
+/// Connecting, handshaking and getting publish accepted must finish within this.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write that blocks this long means the ingest is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RtmpError {
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid TLS server name {0:?}")]
+    ServerName(String),
+    #[error("RTMP handshake failed: {0}")]
+    Handshake(String),
+    #[error("RTMP session error: {0}")]
+    Session(String),
+    #[error("ingest refused: {0}")]
+    Refused(String),
+    #[error("ingest closed the connection")]
+    Closed,
+    #[error("ingest did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The sequence headers and metadata last sent, replayed after a reconnect.
+#[derive(Default)]
+struct Headers {
+    metadata: Option<Tag>,
+    video: Option<Tag>,
+    audio: Option<Tag>,
+}
+
+impl Headers {
+    fn remember(&mut self, tag: &Tag) {
+        if !tag.is_header {
+            return;
+        }
+        let slot = match tag.kind {
+            TagKind::Metadata => &mut self.metadata,
+            TagKind::Video => &mut self.video,
+            TagKind::Audio => &mut self.audio,
+        };
+        *slot = Some(tag.clone());
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Tag> {
+        [&self.metadata, &self.video, &self.audio].into_iter().flatten()
+    }
+}
+
+pub(super) async fn run(target: RtmpTarget, mut tags: mpsc::Receiver<Tag>, ctx: SinkContext) {
+    let mut headers = Headers::default();
+    let mut backoff = Backoff::new();
+    // Media was skipped (or never sent yet on this connection): resume only at a keyframe.
+    let mut resume_at_keyframe = false;
+    let mut last_timestamp = 0;
+    loop {
+        let outcome = publish(&target, &mut tags, &ctx, &mut headers, &mut resume_at_keyframe, &mut last_timestamp, &mut backoff).await;
+        let error = match outcome {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        let wait = backoff.step();
+        tracing::warn!(ingest = %target.tc_url(), %error, retry_in = ?wait, "RTMP ingest failed");
+        ctx.status.ingest_failed(error.to_string());
+        ctx.metrics.rtmp_reconnects.inc();
+        resume_at_keyframe = true;
+        // Keep draining while waiting so the session is never blocked by a dead ingest.
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                tag = tags.recv() => match tag {
+                    Some(tag) => headers.remember(&tag),
+                    None => {
+                        ctx.status.set_ingest(IngestState::Closed);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+    ctx.status.set_ingest(IngestState::Closed);
+}
+
+/// One connection's life: open, replay headers, forward tags until the channel closes (Ok) or
+/// the connection fails (Err).
+async fn publish(
+    target: &RtmpTarget,
+    tags: &mut mpsc::Receiver<Tag>,
+    ctx: &SinkContext,
+    headers: &mut Headers,
+    resume_at_keyframe: &mut bool,
+    last_timestamp: &mut u32,
+    backoff: &mut Backoff,
+) -> Result<(), RtmpError> {
+    let mut conn = tokio::time::timeout(OPEN_TIMEOUT, Connection::open(target, ctx)).await.map_err(|_| RtmpError::Timeout(OPEN_TIMEOUT))??;
+    tracing::info!(ingest = %target.tc_url(), "publishing");
+    ctx.status.set_ingest(IngestState::Connected);
+    backoff.reset();
+    for header in headers.all() {
+        conn.send(header, *last_timestamp).await?;
+    }
+    if *resume_at_keyframe {
+        ctx.keyframe_wanted.notify_one();
+    }
+    loop {
+        tokio::select! {
+            tag = tags.recv() => {
+                let Some(tag) = tag else {
+                    conn.finish().await;
+                    return Ok(());
+                };
+                headers.remember(&tag);
+                if *resume_at_keyframe && !tag.is_header {
+                    if tag.kind == TagKind::Video && tag.keyframe {
+                        *resume_at_keyframe = false;
+                    } else {
+                        continue;
+                    }
+                }
+                *last_timestamp = tag.timestamp_ms;
+                let sent = conn.send(&tag, tag.timestamp_ms).await?;
+                observe_sent(ctx, &tag, sent);
+            }
+            read = conn.read_server() => read?,
+        }
+    }
+}
+
+struct Connection {
+    reader: ReadHalf<Box<dyn Stream>>,
+    writer: WriteHalf<Box<dyn Stream>>,
+    session: ClientSession,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(target: &RtmpTarget, ctx: &SinkContext) -> Result<Self, RtmpError> {
+        let addrs = crate::destination::resolve(target, ctx.policy).await?;
+        let tcp = TcpStream::connect(&addrs[..]).await?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match target.transport {
+            Transport::Tcp => Box::new(tcp),
+            Transport::Tls => {
+                let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| RtmpError::ServerName(target.host.clone()))?;
+                let tls = tokio_rustls::TlsConnector::from(ctx.tls.clone()).connect(name, tcp).await?;
+                Box::new(tls)
+            }
+        };
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut buf = vec![0u8; 64 * 1024];
+        let remaining = handshake(&mut reader, &mut writer, &mut buf).await?;
+
+        let mut config = ClientSessionConfig::new();
+        config.tc_url = Some(target.tc_url());
+        let (session, results) = ClientSession::new(config).map_err(|e| RtmpError::Session(e.to_string()))?;
+        let mut conn = Self { reader, writer, session, buf };
+        conn.write_results(results).await?;
+        let results = conn.session.handle_input(&remaining).map_err(|e| RtmpError::Session(e.to_string()))?;
+        conn.write_results(results).await?;
+
+        let request = conn.session.request_connection(target.app.clone()).map_err(|e| RtmpError::Session(e.to_string()))?;
+        conn.write_results(vec![request]).await?;
+        conn.until_event(|event| match event {
+            ClientSessionEvent::ConnectionRequestAccepted => Some(Ok(())),
+            ClientSessionEvent::ConnectionRequestRejected { description } => Some(Err(RtmpError::Refused(format!("connect to app {:?}: {description}", target.app)))),
+            _ => None,
+        })
+        .await?;
+
+        let request = conn
+            .session
+            .request_publishing(target.stream_key.expose().to_owned(), PublishRequestType::Live)
+            .map_err(|e| RtmpError::Session(e.to_string()))?;
+        conn.write_results(vec![request]).await?;
+        conn.until_event(|event| match event {
+            ClientSessionEvent::PublishRequestAccepted => Some(Ok(())),
+            ClientSessionEvent::UnhandleableOnStatusCode { code } => Some(Err(RtmpError::Refused(format!("publish: {code}")))),
+            _ => None,
+        })
+        .await?;
+        Ok(conn)
+    }
+
+    /// Sends one tag; returns the bytes written.
+    async fn send(&mut self, tag: &Tag, timestamp_ms: u32) -> Result<usize, RtmpError> {
+        let timestamp = RtmpTimestamp::new(timestamp_ms);
+        let result = match tag.kind {
+            TagKind::Metadata => match &tag.info {
+                Some(info) => self.session.publish_metadata(&info.to_rtmp()),
+                None => return Ok(0),
+            },
+            TagKind::Video => self.session.publish_video_data(Bytes::clone(&tag.body), timestamp, false),
+            TagKind::Audio => self.session.publish_audio_data(Bytes::clone(&tag.body), timestamp, false),
+        }
+        .map_err(|e| RtmpError::Session(e.to_string()))?;
+        self.write_results(vec![result]).await
+    }
+
+    /// Reads what the server sends while we publish (acks, pings) and answers it.
+    async fn read_server(&mut self) -> Result<(), RtmpError> {
+        let n = self.reader.read(&mut self.buf).await?;
+        if n == 0 {
+            return Err(RtmpError::Closed);
+        }
+        let results = self.session.handle_input(&self.buf[..n]).map_err(|e| RtmpError::Session(e.to_string()))?;
+        for result in &results {
+            if let ClientSessionResult::RaisedEvent(ClientSessionEvent::UnhandleableOnStatusCode { code }) = result {
+                tracing::info!(%code, "ingest status");
+            }
+        }
+        self.write_results(results).await.map(drop)
+    }
+
+    /// Ends the stream the way RTMP expects (deleteStream), then closes.
+    async fn finish(mut self) {
+        if let Ok(results) = self.session.stop_publishing() {
+            let _ = self.write_results(results).await;
+        }
+        let _ = self.writer.shutdown().await;
+    }
+
+    async fn write_results(&mut self, results: Vec<ClientSessionResult>) -> Result<usize, RtmpError> {
+        let mut written = 0;
+        for result in results {
+            if let ClientSessionResult::OutboundResponse(packet) = result {
+                tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&packet.bytes)).await.map_err(|_| RtmpError::Timeout(WRITE_TIMEOUT))??;
+                written += packet.bytes.len();
+            }
+        }
+        Ok(written)
+    }
+
+    async fn until_event(&mut self, mut check: impl FnMut(&ClientSessionEvent) -> Option<Result<(), RtmpError>>) -> Result<(), RtmpError> {
+        loop {
+            let n = self.reader.read(&mut self.buf).await?;
+            if n == 0 {
+                return Err(RtmpError::Closed);
+            }
+            let results = self.session.handle_input(&self.buf[..n]).map_err(|e| RtmpError::Session(e.to_string()))?;
+            let mut verdict = None;
+            for result in &results {
+                if let ClientSessionResult::RaisedEvent(event) = result {
+                    verdict = verdict.or_else(|| check(event));
+                }
+            }
+            self.write_results(results).await?;
+            if let Some(verdict) = verdict {
+                return verdict;
+            }
+        }
+    }
+}
+
+async fn handshake(reader: &mut ReadHalf<Box<dyn Stream>>, writer: &mut WriteHalf<Box<dyn Stream>>, buf: &mut [u8]) -> Result<Vec<u8>, RtmpError> {
+    let mut handshake = Handshake::new(PeerType::Client);
+    let hello = handshake.generate_outbound_p0_and_p1().map_err(|e| RtmpError::Handshake(e.to_string()))?;
+    writer.write_all(&hello).await?;
+    loop {
+        let n = reader.read(buf).await?;
+        if n == 0 {
+            return Err(RtmpError::Closed);
+        }
+        match handshake.process_bytes(&buf[..n]).map_err(|e| RtmpError::Handshake(e.to_string()))? {
+            HandshakeProcessResult::InProgress { response_bytes } => writer.write_all(&response_bytes).await?,
+            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                writer.write_all(&response_bytes).await?;
+                return Ok(remaining_bytes);
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per `ivsctl` command.
+
+pub mod local;
