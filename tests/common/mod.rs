@@ -1,0 +1,220 @@
+//! Shared helpers of the integration tests: real processes (the relay via `ivsctl local`, our
+//! WHIP publisher example, ffmpeg/nginx ingests) on loopback, test media made by ffmpeg, and
+//! ffprobe of what arrived.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub mod ingest;
+pub mod probe;
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free TCP port")
+}
+
+/// A UDP port free right now on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free UDP port")
+}
+
+/// Test media: 1280x720 30 fps H.264 (baseline, IDR every 2 s, one slice per frame) and
+/// 48 kHz stereo Opus in 20 ms pages, `MEDIA_SECONDS` long, made once per test run.
+pub struct Media {
+    pub video: PathBuf,
+    pub audio: PathBuf,
+}
+
+pub const MEDIA_SECONDS: f64 = 6.0;
+
+pub fn media() -> &'static Media {
+    static MEDIA: OnceLock<Media> = OnceLock::new();
+    MEDIA.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
+        std::fs::create_dir_all(&dir).expect("media dir");
+        let video = dir.join("720p30.h264");
+        let audio = dir.join("tone.ogg");
+        let secs = MEDIA_SECONDS.to_string();
+        make(&video, &["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", &secs, "-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", "60", "-x264-params", "slices=1", "-b:v", "2500k", "-f", "h264"]);
+        make(&audio, &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", &secs, "-ac", "2", "-c:a", "libopus", "-b:a", "96k", "-page_duration", "20000", "-f", "ogg"]);
+        Media { video, audio }
+    })
+}
+
+/// Runs ffmpeg to make `out` unless it exists (atomically, as test binaries run in parallel).
+fn make(out: &Path, args: &[&str]) {
+    if out.exists() {
+        return;
+    }
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    let status = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).arg(&tmp).status().expect("ffmpeg runs (scripts/test.sh installs it)");
+    assert!(status.success(), "ffmpeg failed making {}", out.display());
+    std::fs::rename(&tmp, out).expect("rename media");
+}
+
+/// `target/debug` (or wherever this test's binaries are).
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_ivsctl")).parent().expect("bin dir").to_path_buf()
+}
+
+/// The WHIP publisher example, built by `cargo test` (examples are built with the tests).
+pub fn publisher_bin() -> PathBuf {
+    let path = bin_dir().join("examples").join("whip_publish");
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO")).args(["build", "--example", "whip_publish"]).status().expect("cargo");
+        assert!(status.success(), "building the whip_publish example failed");
+    }
+    path
+}
+
+/// `ivsctl local` running on loopback with a fresh HTTP and UDP port.
+pub struct Relay {
+    pub child: Child,
+    pub base: String,
+    pub stderr_log: PathBuf,
+}
+
+impl Relay {
+    /// Starts `ivsctl local` in `cwd` with extra flags, and waits until it listens.
+    pub async fn start(cwd: &Path, extra: &[&str]) -> Relay {
+        let udp = free_udp_port().to_string();
+        let stderr_log = cwd.join(format!("relay-{udp}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ivsctl"))
+            .args(["local", "--listen", "127.0.0.1:0", "--udp-port", &udp])
+            .args(extra)
+            .current_dir(cwd)
+            .env("RUST_LOG", "info,ivs_relay=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ivsctl starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.trim().strip_prefix("web app:") {
+                    return url.trim().trim_end_matches('/').to_owned();
+                }
+            }
+            panic!("ivsctl local exited before listening; see {}", stderr_log.display());
+        })
+        .await
+        .expect("ivsctl local listens within 20 s");
+        // Keep draining stdout so the relay never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Relay { child, base, stderr_log }
+    }
+
+    pub fn whip(&self, stream: &str) -> String {
+        format!("{}/whip/{stream}", self.base)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base)).await.expect("metrics").text().await.expect("metrics body")
+    }
+
+    /// The value of one unlabelled metric.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running") as i32;
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("relay exits within 20 s of SIGTERM").expect("wait")
+    }
+}
+
+/// A running WHIP publisher (the example), streaming the test media.
+pub struct Publisher {
+    pub child: Child,
+    pub session_url: String,
+}
+
+impl Publisher {
+    /// Starts publishing to `url`; `seconds` loops the media that long. Returns once the relay
+    /// accepted the session (201), or with the publisher's error output.
+    pub async fn start(url: &str, seconds: f64, extra: &[&str]) -> Result<Publisher, String> {
+        let media = media();
+        let mut child = Command::new(publisher_bin())
+            .args(["--url", url, "--loopback", "--seconds", &seconds.to_string()])
+            .arg("--video")
+            .arg(&media.video)
+            .arg("--audio")
+            .arg(&media.audio)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("publisher starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.ok().and_then(|l| l.ok().flatten());
+        match first.as_deref().and_then(|l| l.strip_prefix("session ")) {
+            Some(url) => {
+                let session_url = url.trim().to_owned();
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                Ok(Publisher { child, session_url })
+            }
+            None => {
+                let output = child.wait_with_output().await.expect("publisher output");
+                Err(String::from_utf8_lossy(&output.stderr).into_owned())
+            }
+        }
+    }
+
+    /// Waits for the publisher to finish (it sends DELETE at the end).
+    pub async fn finish(mut self) {
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("publisher ends").expect("wait");
+        assert!(status.success(), "publisher failed: {status}");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
+    pub async fn status(&self) -> Option<serde_json::Value> {
+        session_status(&self.session_url).await
+    }
+}
+
+/// GET on a session URL: its JSON, or `None` once it is gone (404).
+pub async fn session_status(url: &str) -> Option<serde_json::Value> {
+    let response = reqwest::get(url).await.ok()?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+/// Polls `check` every 100 ms until it is true or `limit` passes; returns the time it took.
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
