@@ -73,11 +73,11 @@ impl Relay {
         let id = uuid::Uuid::new_v4().simple().to_string();
         {
             let mut streams = self.streams();
-            if streams.len() >= self.config.max_sessions {
-                return Err(StartError::Full);
-            }
             if streams.contains_key(stream) {
                 return Err(StartError::Busy);
+            }
+            if streams.len() >= self.config.max_sessions {
+                return Err(StartError::Full);
             }
             streams.insert(stream.to_owned(), id.clone());
         }

@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
-use tower_http::cors::{Any, CorsLayer};
 
 use crate::destination::{AddressPolicy, Destination, DestinationError};
 use crate::offer::MAX_OFFER_BYTES;
@@ -23,11 +22,6 @@ use crate::session::SessionError;
 pub const DESTINATION_HEADER: &str = "x-rtmp-destination";
 
 pub fn router(relay: Arc<Relay>) -> Router {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PATCH, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_MATCH, HeaderName::from_static(DESTINATION_HEADER)])
-        .expose_headers([header::LOCATION, header::ETAG, header::LINK]);
     Router::new()
         .route("/whip/{stream}", post(create_session).options(whip_options))
         .route("/whip/{stream}/{session}", get(session_status).delete(delete_session).patch(trickle).options(whip_options))
@@ -36,8 +30,18 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .route("/api/config", get(web_config))
         .merge(crate::web::router())
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
-        .layer(cors)
+        .layer(axum::middleware::map_response(allow_any_origin))
         .with_state(relay)
+}
+
+/// CORS for every response: any origin may publish (the bearer token is the gate) and read the
+/// WHIP headers. Preflights are answered by `whip_options`, which RFC 9725 also gives the
+/// endpoint's own OPTIONS semantics; a generic CORS layer would swallow those.
+async fn allow_any_origin(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("location, etag, link"));
+    response
 }
 
 /// A refusal: status and the one line the client sees.
@@ -144,6 +148,9 @@ async fn whip_options(State(relay): State<Arc<Relay>>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
     h.insert(HeaderName::from_static("accept-post"), HeaderValue::from_static("application/sdp"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, PATCH, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type, if-match, x-rtmp-destination"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     for link in ice_server_links(&relay) {
         h.append(header::LINK, link);
     }
