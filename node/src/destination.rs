@@ -106,11 +106,15 @@ impl fmt::Display for Destination {
 impl Destination {
     /// Parses a destination URL after filling in `{stream}` and `{time}` (UTC, compact ISO 8601).
     pub fn parse(template: &str, stream: &str, time: jiff::Timestamp) -> Result<Self, DestinationError> {
-        let url = template.replace("{stream}", stream).replace("{time}", &time.strftime("%Y%m%dT%H%M%SZ").to_string());
+        Self::parse_url(&template.replace("{stream}", stream).replace("{time}", &time.strftime("%Y%m%dT%H%M%SZ").to_string()))
+    }
+
+    /// Parses a destination URL as it is (a template's placeholders stay literal).
+    pub fn parse_url(url: &str) -> Result<Self, DestinationError> {
         if let Some(path) = url.strip_prefix("file://") {
             return Ok(Self::File(PathBuf::from(path)));
         }
-        let parsed = url::Url::parse(&url).map_err(|e| DestinationError::Malformed(e.to_string()))?;
+        let parsed = url::Url::parse(url).map_err(|e| DestinationError::Malformed(e.to_string()))?;
         let (transport, default_port) = match parsed.scheme() {
             "rtmp" => (Transport::Tcp, 1935),
             "rtmps" => (Transport::Tls, 443),

@@ -193,7 +193,7 @@ async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
 /// What the web app needs to know about this relay (nothing secret).
 async fn web_config(State(relay): State<Arc<Relay>>) -> Json<serde_json::Value> {
     let c = &relay.config;
-    let default_destination = c.destination.as_deref().and_then(|t| Destination::parse(t, "{stream}", jiff::Timestamp::now()).ok()).map(|d| d.display_host());
+    let default_destination = c.destination.as_deref().and_then(|t| Destination::parse_url(t).ok()).map(|d| d.display_host());
     Json(serde_json::json!({
         "token_required": c.token.is_some(),
         "client_destination_allowed": c.allow_client_destination,

@@ -20,7 +20,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let running = server::start(config).await?;
     let scheme = if https { "https" } else { "http" };
     let base = format!("{scheme}://{}", running.http_addr);
-    let shown_destination = ivs_relay::destination::Destination::parse(&destination, "{stream}", jiff::Timestamp::now()).map(|d| d.to_string()).unwrap_or_default();
+    let shown_destination = ivs_relay::destination::Destination::parse_url(&destination).map(|d| d.to_string()).unwrap_or_default();
     println!("ivsctl local: relay running");
     println!("  web app:        {base}/");
     println!("  WHIP endpoint:  {base}/whip/{{stream}}{}", if token_required { "  (Authorization: Bearer <token>)" } else { "" });

@@ -1,0 +1,114 @@
+//! The web app in Debian's headless Chromium (driven by playwright-core, `tests/browser/`),
+//! publishing through the relay: what a person pressing Go Live gets.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::ingest::FfmpegIngest;
+use common::probe::probe;
+use common::{Relay, free_tcp_port};
+use serde_json::Value;
+
+/// Runs `tests/browser/publish.mjs`; returns its JSON events.
+async fn browser(args: &[&str]) -> Vec<Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(dir.join("node_modules/playwright-core").exists(), "playwright-core is missing: run scripts/test.sh (it runs npm ci in tests/browser)");
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("node").arg("publish.mjs").args(args).current_dir(&dir).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("the browser run ends within 90 s")
+    .expect("node runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "browser run failed: {stderr}");
+    String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn event<'a>(events: &'a [Value], name: &str) -> &'a Value {
+    events.iter().find(|e| e["event"] == name).unwrap_or_else(|| panic!("no {name} event in {events:?}"))
+}
+
+/// Where screenshots go: kept after the run for people to look at.
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-output");
+    std::fs::create_dir_all(&dir).expect("output dir");
+    dir
+}
+
+/// A noisy 720p30 clip: Chromium's own fake camera compresses to ~0.75 Mbit/s whatever the
+/// target, so the rate test needs a picture that costs bits.
+fn noisy_720p() -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("noisy-720p30.y4m");
+    if !path.exists() {
+        let tmp = path.with_extension("tmp.y4m");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=4,noise=alls=25:allf=t+u", "-pix_fmt", "yuv420p"])
+            .arg(&tmp)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success());
+        std::fs::rename(&tmp, &path).expect("rename");
+    }
+    path
+}
+
+#[tokio::test]
+async fn chromium_publishes_720p30_at_full_rate_to_an_rtmp_ingest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ingest = FfmpegIngest::start(free_tcp_port(), &dir.path().join("ingest.flv")).await;
+    let relay = Relay::start(dir.path(), &["--destination", &ingest.url()]).await;
+    let clip = noisy_720p();
+    let events = browser(&["--url", &format!("{}/?stream=cam1", relay.base), "--seconds", "12", "--video", &clip.to_string_lossy()]).await;
+    let live_ms = event(&events, "stopped")["live_ms"].as_f64().expect("live_ms");
+
+    let recording = probe(&ingest.finished().await);
+    assert_eq!((recording.width, recording.height), (1280, 720));
+    assert_eq!(recording.audio_codec.as_deref(), Some("aac"));
+    recording.assert_monotonic();
+    recording.assert_keyframes_within(2.0);
+    let (fps, bps) = recording.video_rate_over_last(4.0);
+    assert!(fps >= 25.0, "only {fps:.1} fps reached the ingest over the last 4 s");
+    assert!(bps >= 1.5e6, "only {:.2} Mbit/s reached the ingest over the last 4 s", bps / 1e6);
+    assert!(recording.duration >= live_ms / 1000.0 * 0.9, "{} s recorded of {live_ms} ms live", recording.duration);
+}
+
+#[tokio::test]
+async fn the_web_app_records_with_ivsctl_local_and_shows_it_is_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(dir.path(), &[]).await;
+    let screenshot = out_dir().join("web-app-live.png");
+    let events = browser(&["--url", &format!("{}/?stream=studio", relay.base), "--seconds", "6", "--screenshot", &screenshot.to_string_lossy()]).await;
+    let shown = &event(&events, "stats")["shown"];
+    assert_eq!(shown["st-state"], "live");
+    assert_eq!(shown["st-resolution"], "1280×720");
+    let live_s = event(&events, "stopped")["live_ms"].as_f64().expect("live_ms") / 1000.0;
+
+    let recordings: Vec<_> = std::fs::read_dir(dir.path().join("recordings")).expect("recordings").flatten().map(|e| e.path()).collect();
+    assert_eq!(recordings.len(), 1);
+    let recording = probe(&recordings[0]);
+    assert_eq!(recording.video_codec.as_deref(), Some("h264"));
+    assert_eq!(recording.audio_codec.as_deref(), Some("aac"));
+    // "live" shows once the relay reports it (polled each second), so the recording may start
+    // up to a second before the page's clock does.
+    assert!((recording.duration - live_s).abs() <= live_s * 0.1 + 1.0, "recorded {} s, live {live_s} s", recording.duration);
+    assert!(screenshot.exists());
+}
+
+#[tokio::test]
+async fn a_wrong_token_and_a_stopped_relay_are_explained_in_the_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(dir.path(), &["--token", "right-token"]).await;
+    let events = browser(&["--url", &format!("{}/?stream=cam1&token=wrong", relay.base), "--expect", "message"]).await;
+    let text = event(&events, "message")["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("refused the access token (401)"), "{text}");
+
+    // The page is served, then the relay goes away before Go Live.
+    let pid = relay.child.id().expect("relay running").to_string();
+    let events = browser(&["--url", &format!("{}/?stream=cam1&token=right-token", relay.base), "--expect", "message", "--kill-pid", &pid]).await;
+    let text = event(&events, "message")["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("unreachable"), "{text}");
+}

@@ -1,0 +1,65 @@
+// Opens the relay's web app in Debian's headless Chromium with a fake camera and microphone,
+// presses Go Live, and reports what the page shows, one JSON object per line on stdout.
+//
+//   node publish.mjs --url http://127.0.0.1:8080/?stream=cam1 [--seconds 10] [--video clip.y4m]
+//                    [--screenshot live.png] [--expect live|message] [--kill-pid PID]
+//
+// --expect live: waits for "live", stays live --seconds, takes the screenshot, presses Stop.
+// --expect message: waits for the page's error message and prints it.
+import { chromium } from 'playwright-core';
+import { parseArgs } from 'node:util';
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: 'string' },
+    seconds: { type: 'string', default: '5' },
+    video: { type: 'string' },
+    screenshot: { type: 'string' },
+    expect: { type: 'string', default: 'live' },
+    resolution: { type: 'string', default: '720' },
+    'kill-pid': { type: 'string' },
+  },
+});
+
+const emit = (event) => console.log(JSON.stringify(event));
+const flags = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+  '--no-first-run', '--disable-sync', '--disable-quic',
+  '--use-fake-device-for-media-stream=fps=30', '--use-fake-ui-for-media-stream',
+];
+if (args.video) flags.push(`--use-file-for-fake-video-capture=${args.video}`);
+
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: flags });
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 960 } });
+  page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
+  page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
+  await page.goto(args.url);
+  await page.selectOption('#resolution', args.resolution);
+  await page.waitForFunction(() => document.querySelector('#preview')?.srcObject || !document.querySelector('#message').hidden, null, { timeout: 15000 });
+  if (args['kill-pid']) {
+    // The relay goes away after serving the page, before Go Live.
+    process.kill(Number(args['kill-pid']), 'SIGKILL');
+    await page.waitForTimeout(500);
+  }
+  const pressed = Date.now();
+  await page.click('#golive');
+
+  if (args.expect === 'message') {
+    await page.waitForSelector('#message:not([hidden])', { timeout: 15000 });
+    emit({ event: 'message', text: await page.textContent('#message') });
+  } else {
+    await page.waitForFunction(() => document.querySelector('#st-state').textContent === 'live', null, { timeout: 20000 });
+    const live = Date.now();
+    emit({ event: 'live', after_ms: live - pressed });
+    await page.waitForTimeout(Number(args.seconds) * 1000);
+    const shown = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll('.stats dd')].map((dd) => [dd.id, dd.textContent])));
+    emit({ event: 'stats', shown });
+    if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
+    await page.click('#stop');
+    await page.waitForFunction(() => document.querySelector('#st-state').textContent === 'ended', null, { timeout: 10000 });
+    emit({ event: 'stopped', live_ms: Date.now() - live });
+  }
+} finally {
+  await browser.close();
+}
