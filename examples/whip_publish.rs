@@ -32,9 +32,9 @@ use webrtc::media::io::ogg_reader::OggReader;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
-use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 
@@ -82,7 +82,12 @@ async fn main() -> anyhow::Result<()> {
     let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await?);
 
     let video = Arc::new(TrackLocalStaticSample::new(
-        RTCRtpCodecCapability { mime_type: MIME_TYPE_H264.to_owned(), clock_rate: 90_000, sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned(), ..Default::default() },
+        RTCRtpCodecCapability {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90_000,
+            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned(),
+            ..Default::default()
+        },
         "video".to_owned(),
         "whip-publish".to_owned(),
     ));
@@ -132,7 +137,9 @@ async fn main() -> anyhow::Result<()> {
     println!("session {session_url}");
 
     let started = Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|s| *s == RTCPeerConnectionState::Connected)).await.context("WebRTC did not connect within 10 s")??;
+    tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|s| *s == RTCPeerConnectionState::Connected))
+        .await
+        .context("WebRTC did not connect within 10 s")??;
     eprintln!("connected after {:?}", started.elapsed());
 
     let until = args.seconds.map(Duration::from_secs_f64);
@@ -157,7 +164,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn add_sendonly(pc: &webrtc::peer_connection::RTCPeerConnection, track: Arc<TrackLocalStaticSample>) -> anyhow::Result<()> {
     let transceiver = pc
-        .add_transceiver_from_track(track as Arc<dyn TrackLocal + Send + Sync>, Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, send_encodings: vec![] }))
+        .add_transceiver_from_track(
+            track as Arc<dyn TrackLocal + Send + Sync>,
+            Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, send_encodings: vec![] }),
+        )
         .await?;
     // RTCP (PLI, NACK, TWCC feedback) has to be read for the interceptors to act on it.
     let sender = transceiver.sender().await;

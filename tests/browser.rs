@@ -15,10 +15,20 @@ use serde_json::Value;
 /// Runs `tests/browser/publish.mjs`; returns its JSON events.
 async fn browser(args: &[&str]) -> Vec<Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(dir.join("node_modules/playwright-core").exists(), "playwright-core is missing: run scripts/test.sh (it runs npm ci in tests/browser)");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/test.sh (it runs npm ci in tests/browser)"
+    );
     let output = tokio::time::timeout(
         Duration::from_secs(90),
-        tokio::process::Command::new("node").arg("publish.mjs").args(args).current_dir(&dir).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).output(),
+        tokio::process::Command::new("node")
+            .arg("publish.mjs")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output(),
     )
     .await
     .expect("the browser run ends within 90 s")
@@ -46,7 +56,17 @@ fn noisy_720p() -> PathBuf {
     if !path.exists() {
         let tmp = path.with_extension("tmp.y4m");
         let status = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=4,noise=alls=25:allf=t+u", "-pix_fmt", "yuv420p"])
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30:duration=4,noise=alls=25:allf=t+u",
+                "-pix_fmt",
+                "yuv420p",
+            ])
             .arg(&tmp)
             .status()
             .expect("ffmpeg");
@@ -81,7 +101,9 @@ async fn the_web_app_records_with_ivsctl_local_and_shows_it_is_live() {
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = Relay::start(dir.path(), &[]).await;
     let screenshot = out_dir().join("web-app-live.png");
-    let events = browser(&["--url", &format!("{}/?stream=studio", relay.base), "--seconds", "6", "--screenshot", &screenshot.to_string_lossy()]).await;
+    let events =
+        browser(&["--url", &format!("{}/?stream=studio", relay.base), "--seconds", "6", "--screenshot", &screenshot.to_string_lossy()])
+            .await;
     let shown = &event(&events, "stats")["shown"];
     assert_eq!(shown["st-state"], "live");
     assert_eq!(shown["st-resolution"], "1280×720");
@@ -108,7 +130,51 @@ async fn a_wrong_token_and_a_stopped_relay_are_explained_in_the_page() {
 
     // The page is served, then the relay goes away before Go Live.
     let pid = relay.child.id().expect("relay running").to_string();
-    let events = browser(&["--url", &format!("{}/?stream=cam1&token=right-token", relay.base), "--expect", "message", "--kill-pid", &pid]).await;
+    let events =
+        browser(&["--url", &format!("{}/?stream=cam1&token=right-token", relay.base), "--expect", "message", "--kill-pid", &pid]).await;
     let text = event(&events, "message")["text"].as_str().unwrap_or_default().to_owned();
     assert!(text.contains("unreachable"), "{text}");
+}
+
+#[tokio::test]
+async fn the_watch_panel_plays_the_channel_and_shows_the_delay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hls = dir.path().join("hls");
+    std::fs::create_dir_all(&hls).expect("hls dir");
+    // A live HLS stream with program date-times, as IVS serves it.
+    let _encoder = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6"])
+        .args(["-hls_flags", "delete_segments+program_date_time"])
+        .arg(hls.join("live.m3u8"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg");
+    let port = free_tcp_port();
+    let conf = dir.path().join("nginx-hls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; pid {d}/nginx-hls.pid; error_log {d}/nginx-hls-error.log;\nevents {{}}\n\
+             http {{ access_log off; types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}\n\
+             server {{ listen 127.0.0.1:{port}; root {d}/hls; add_header Access-Control-Allow-Origin *; add_header Cache-Control no-cache; }} }}\n",
+            d = dir.path().display()
+        ),
+    )
+    .expect("nginx conf");
+    let _nginx =
+        tokio::process::Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir.path()).kill_on_drop(true).spawn().expect("nginx");
+    common::ingest::wait_listening(port).await;
+    assert!(common::wait_until(Duration::from_secs(15), || async { hls.join("live.m3u8").exists() }).await.is_some(), "no HLS playlist");
+
+    let playback = format!("http://127.0.0.1:{port}/live.m3u8");
+    let relay = Relay::start(dir.path(), &["--playback-url", &playback]).await;
+    let events = browser(&["--url", &format!("{}/", relay.base), "--expect", "player"]).await;
+    let player = event(&events, "player");
+    let delay = player["delay"].as_str().unwrap_or_default();
+    let seconds: f64 = delay.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no delay shown: {delay:?}"));
+    // ffmpeg stamps segments as it writes them; a player a few segments behind the live edge
+    // of 1 s segments is 1-15 s behind.
+    assert!((0.5..15.0).contains(&seconds), "delay {delay:?}");
+    assert!(player["current_time"].as_f64() > Some(1.0));
 }

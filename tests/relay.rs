@@ -17,7 +17,8 @@ async fn publishing_to_the_default_file_destination_records_h264_and_aac() {
     let publisher = Publisher::start(&relay.whip("cam1"), MEDIA_SECONDS, &[]).await.expect("session accepted");
     publisher.finish().await;
 
-    let recordings: Vec<_> = std::fs::read_dir(dir.path().join("recordings")).expect("recordings dir").flatten().map(|e| e.path()).collect();
+    let recordings: Vec<_> =
+        std::fs::read_dir(dir.path().join("recordings")).expect("recordings dir").flatten().map(|e| e.path()).collect();
     assert_eq!(recordings.len(), 1, "{recordings:?}");
     let name = recordings[0].file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
     assert!(name.starts_with("cam1-") && name.ends_with(".flv"), "{name}");
@@ -67,7 +68,10 @@ async fn rtmps_to_an_untrusted_certificate_is_refused_and_reported() {
     let relay = Relay::start(dir.path(), &["--destination", &destination]).await;
     let mut publisher = Publisher::start(&relay.whip("cam1"), 10.0, &[]).await.expect("session accepted");
     let reported = wait_until(Duration::from_secs(5), || async {
-        publisher.status().await.is_some_and(|s| s["state"] == "reconnecting" && s["last_error"].as_str().is_some_and(|e| e.contains("certificate")))
+        publisher
+            .status()
+            .await
+            .is_some_and(|s| s["state"] == "reconnecting" && s["last_error"].as_str().is_some_and(|e| e.contains("certificate")))
     })
     .await;
     assert!(reported.is_some(), "status: {:?}", publisher.status().await);
@@ -86,7 +90,8 @@ async fn an_ingest_that_dies_mid_stream_is_reconnected_and_the_session_kept() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     first.kill().await;
-    let reconnecting = wait_until(Duration::from_secs(5), || async { publisher.status().await.is_some_and(|s| s["state"] == "reconnecting") }).await;
+    let reconnecting =
+        wait_until(Duration::from_secs(5), || async { publisher.status().await.is_some_and(|s| s["state"] == "reconnecting") }).await;
     assert!(reconnecting.is_some(), "status: {:?}", publisher.status().await);
     let second = FfmpegIngest::start(port, &dir.path().join("second.flv")).await;
     assert!(wait_until(Duration::from_secs(8), live).await.is_some(), "never live again: {:?}", publisher.status().await);
@@ -108,7 +113,9 @@ async fn a_killed_publisher_frees_its_session_within_10_seconds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = Relay::start(dir.path(), &[]).await;
     let mut publisher = Publisher::start(&relay.whip("cam1"), 30.0, &[]).await.expect("session accepted");
-    assert!(wait_until(Duration::from_secs(5), || async { publisher.status().await.is_some_and(|s| s["state"] == "live") }).await.is_some());
+    assert!(
+        wait_until(Duration::from_secs(5), || async { publisher.status().await.is_some_and(|s| s["state"] == "live") }).await.is_some()
+    );
     publisher.kill();
     let url = publisher.session_url.clone();
     let gone = wait_until(Duration::from_secs(10), || async { session_status(&url).await.is_none() }).await;
@@ -125,7 +132,9 @@ async fn sigterm_ends_sessions_cleanly_and_exits() {
     let ingest = FfmpegIngest::start(free_tcp_port(), &dir.path().join("ingest.flv")).await;
     let relay = Relay::start(dir.path(), &["--destination", &ingest.url()]).await;
     let mut publisher = Publisher::start(&relay.whip("cam1"), 30.0, &[]).await.expect("session accepted");
-    assert!(wait_until(Duration::from_secs(5), || async { publisher.status().await.is_some_and(|s| s["state"] == "live") }).await.is_some());
+    assert!(
+        wait_until(Duration::from_secs(5), || async { publisher.status().await.is_some_and(|s| s["state"] == "live") }).await.is_some()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = relay.terminate().await;
     assert!(status.success(), "relay exit: {status}");

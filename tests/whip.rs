@@ -14,7 +14,13 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na
 a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
 a=setup:actpass\r\na=rtpmap:96 VP8/90000\r\n";
 
-async fn post(url: &str, content_type: &str, body: impl Into<reqwest::Body>, token: Option<&str>, destination: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, String) {
+async fn post(
+    url: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+    token: Option<&str>,
+    destination: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
     let mut request = reqwest::Client::new().post(url).header("content-type", content_type).body(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -97,7 +103,14 @@ async fn a_page_on_another_origin_may_publish() {
     assert_eq!(plain.headers().get("accept-post").map(|v| v.as_bytes()), Some(&b"application/sdp"[..]));
 
     // The page can read Location, ETag and Link of the answer.
-    let answer = reqwest::Client::new().post(relay.whip("cam1")).header("origin", "https://studio.example").header("content-type", "application/sdp").body(VP8_OFFER).send().await.expect("post");
+    let answer = reqwest::Client::new()
+        .post(relay.whip("cam1"))
+        .header("origin", "https://studio.example")
+        .header("content-type", "application/sdp")
+        .body(VP8_OFFER)
+        .send()
+        .await
+        .expect("post");
     let exposed = answer.headers().get("access-control-expose-headers").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     for name in ["location", "etag", "link"] {
         assert!(exposed.contains(name), "{name} not exposed: {exposed}");

@@ -274,6 +274,33 @@ function toggleMute(kind) {
   button.textContent = kind === 'audio' ? (state[key] ? 'Unmute microphone' : 'Mute microphone') : (state[key] ? 'Turn camera on' : 'Turn camera off');
 }
 
+// ---- watch: what viewers see ----
+async function startPlayer(url) {
+  $('watch').hidden = false;
+  const video = $('player');
+  let hls = null;
+  if (video.canPlayType('application/vnd.apple.mpegurl')) {
+    video.src = url; // Safari plays HLS itself
+  } else {
+    const { default: Hls } = await import('./vendor/hls.light.min.mjs');
+    if (!Hls.isSupported()) { $('delay').textContent = 'this browser cannot play HLS'; return; }
+    hls = new Hls({ liveSyncDurationCount: 2, lowLatencyMode: true });
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      if (data.fatal) { $('delay').textContent = 'not playing (the channel may be offline); retrying'; setTimeout(() => hls.loadSource(url), 3000); }
+    });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+  }
+  video.play().catch(() => {});
+  setInterval(() => {
+    // With EXT-X-PROGRAM-DATE-TIME (IVS sends it), the frame on screen carries its capture
+    // time: now minus that is the delay from camera to viewer.
+    const shown = hls?.playingDate;
+    if (shown && !video.paused) $('delay').textContent = `${((Date.now() - shown.getTime()) / 1000).toFixed(1)} s`;
+    else if (hls?.latency) $('delay').textContent = `${hls.latency.toFixed(1)} s behind live`;
+  }, 1000);
+}
+
 // ---- start ----
 async function loadConfig() {
   try {
@@ -290,6 +317,8 @@ async function loadConfig() {
     $('dest-note').hidden = false;
   }
   $('token').required = Boolean(c.token_required);
+  const playback = new URLSearchParams(location.search).get('playback') || c.playback_url;
+  if (playback) startPlayer(playback).catch((e) => { $('delay').textContent = `player failed: ${e.message}`; });
 }
 
 async function main() {

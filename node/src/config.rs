@@ -68,7 +68,10 @@ pub struct StreamingArgs {
 pub enum HttpSecurity {
     Plain,
     /// PEM certificate chain and key files.
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     /// A self-signed certificate made at start, for the given names.
     SelfSigned,
 }
@@ -96,9 +99,12 @@ pub struct RelayConfig {
 impl RelayConfig {
     pub fn new(listen: SocketAddr, http: HttpSecurity, args: StreamingArgs) -> anyhow::Result<Self> {
         if let Some(template) = &args.destination {
-            Destination::parse(template, "check", jiff::Timestamp::now()).with_context(|| format!("--destination {template:?} is not usable"))?;
+            Destination::parse(template, "check", jiff::Timestamp::now())
+                .with_context(|| format!("--destination {template:?} is not usable"))?;
         } else if !args.allow_client_destination {
-            anyhow::bail!("no destination: give --destination (or IVS_RELAY_DESTINATION), or allow clients to choose with --allow-client-destination");
+            anyhow::bail!(
+                "no destination: give --destination (or IVS_RELAY_DESTINATION), or allow clients to choose with --allow-client-destination"
+            );
         }
         if args.aac_bitrate < 32_000 || args.aac_bitrate > 320_000 {
             anyhow::bail!("--aac-bitrate {} is outside 32000..=320000", args.aac_bitrate);
@@ -127,7 +133,8 @@ fn ingest_tls_config(extra_ca: Option<&std::path::Path>) -> anyhow::Result<Arc<r
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(path) = extra_ca {
         use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path).with_context(|| format!("cannot read --ingest-ca {}", path.display()))?;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("cannot read --ingest-ca {}", path.display()))?;
         for cert in certs {
             let cert = cert.with_context(|| format!("--ingest-ca {} holds a bad certificate", path.display()))?;
             roots.add(cert).with_context(|| format!("--ingest-ca {}: certificate not usable as a root", path.display()))?;

@@ -179,11 +179,7 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+            !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
         }
     }
 }
@@ -192,17 +188,15 @@ pub fn is_public(ip: IpAddr) -> bool {
 /// connect to.
 pub async fn resolve(target: &RtmpTarget, policy: AddressPolicy) -> Result<Vec<SocketAddr>, DestinationError> {
     let unresolvable = |reason: String| DestinationError::Unresolvable { host: target.host.clone(), reason };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| unresolvable(e.to_string()))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host((target.host.as_str(), target.port)).await.map_err(|e| unresolvable(e.to_string()))?.collect();
     if addrs.is_empty() {
         return Err(unresolvable("no addresses".into()));
     }
-    if policy == AddressPolicy::PublicOnly {
-        if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-            return Err(DestinationError::PrivateAddress { host: target.host.clone(), ip: bad.ip() });
-        }
+    if policy == AddressPolicy::PublicOnly
+        && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
+    {
+        return Err(DestinationError::PrivateAddress { host: target.host.clone(), ip: bad.ip() });
     }
     Ok(addrs)
 }
@@ -217,8 +211,13 @@ mod tests {
 
     #[test]
     fn ivs_ingest_url_splits_into_app_and_key() {
-        let Ok(Destination::Rtmp(t)) = parse("rtmps://abc.global-contribute.live-video.net:443/app/sk_us-west-2_secret") else { panic!("parse") };
-        assert_eq!((t.transport, t.host.as_str(), t.port, t.app.as_str()), (Transport::Tls, "abc.global-contribute.live-video.net", 443, "app"));
+        let Ok(Destination::Rtmp(t)) = parse("rtmps://abc.global-contribute.live-video.net:443/app/sk_us-west-2_secret") else {
+            panic!("parse")
+        };
+        assert_eq!(
+            (t.transport, t.host.as_str(), t.port, t.app.as_str()),
+            (Transport::Tls, "abc.global-contribute.live-video.net", 443, "app")
+        );
         assert_eq!(t.stream_key.expose(), "sk_us-west-2_secret");
         assert_eq!(t.tc_url(), "rtmps://abc.global-contribute.live-video.net:443/app");
     }
@@ -232,7 +231,10 @@ mod tests {
 
     #[test]
     fn templates_fill_in_stream_and_time() {
-        assert_eq!(parse("file://./recordings/{stream}-{time}.flv"), Ok(Destination::File("./recordings/cam1-20251124T160000Z.flv".into())));
+        assert_eq!(
+            parse("file://./recordings/{stream}-{time}.flv"),
+            Ok(Destination::File("./recordings/cam1-20251124T160000Z.flv".into()))
+        );
         let Ok(Destination::Rtmp(t)) = parse("rtmp://host/live/{stream}") else { panic!("parse") };
         assert_eq!(t.stream_key.expose(), "cam1");
     }
@@ -246,7 +248,20 @@ mod tests {
 
     #[test]
     fn inward_addresses_are_not_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::",
+        ] {
             assert!(!is_public(ip.parse().expect("ip")), "{ip}");
         }
         for ip in ["52.94.1.1", "2600:1f18::1"] {

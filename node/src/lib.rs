@@ -11,16 +11,16 @@
 //! * `config` — command-line flags and the settings resolved from them.
 //! * `server` — puts it together: listeners, shutdown.
 
-pub mod media;
-pub mod destination;
-pub mod metrics;
-pub mod status;
-pub mod sink;
 pub mod config;
+pub mod destination;
+pub mod media;
+pub mod metrics;
 pub mod offer;
 pub mod peer;
-pub mod session;
 pub mod relay;
 pub mod server;
+pub mod session;
+pub mod sink;
+pub mod status;
 pub mod web;
 pub mod whip;

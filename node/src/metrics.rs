@@ -61,7 +61,11 @@ impl Metrics {
         registry.register("ingest_sent_bytes", "FLV tag bytes sent to ingests and files", metrics.bytes_sent.clone());
         registry.register("keyframe_requests", "PLIs sent to publishers", metrics.keyframe_requests.clone());
         registry.register("rtmp_reconnects", "RTMP reconnect attempts after an ingest failed", metrics.rtmp_reconnects.clone());
-        registry.register("dropped_frames", "Video frames not forwarded (loss, damage, waiting for a keyframe, full queue)", metrics.dropped_frames.clone());
+        registry.register(
+            "dropped_frames",
+            "Video frames not forwarded (loss, damage, waiting for a keyframe, full queue)",
+            metrics.dropped_frames.clone(),
+        );
         registry.register("lost_packets", "Video RTP packets given up on after the retransmission wait", metrics.lost_packets.clone());
         registry.register("relay_latency_seconds", "RTP in to FLV tag out, per track", metrics.relay_latency.clone());
         Self { registry, ..metrics }

@@ -40,7 +40,9 @@ pub fn check(sdp: &str) -> Result<OfferSummary, OfferError> {
     let desc = SessionDescription::unmarshal(&mut Cursor::new(sdp.as_bytes())).map_err(|e| OfferError::Malformed(e.to_string()))?;
     let has_codec = |kind: &str, codec: &str| {
         desc.media_descriptions.iter().filter(|m| m.media_name.media == kind && m.media_name.port.value != 0).any(|m| {
-            m.attributes.iter().any(|a| a.key == "rtpmap" && a.value.as_deref().is_some_and(|v| v.to_ascii_lowercase().contains(&format!(" {codec}/"))))
+            m.attributes
+                .iter()
+                .any(|a| a.key == "rtpmap" && a.value.as_deref().is_some_and(|v| v.to_ascii_lowercase().contains(&format!(" {codec}/"))))
         })
     };
     let has_kind = |kind: &str| desc.media_descriptions.iter().any(|m| m.media_name.media == kind && m.media_name.port.value != 0);

@@ -39,7 +39,14 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(config: RelayConfig, api: API) -> Self {
-        Self { config, metrics: Arc::new(Metrics::new()), api, sessions: Mutex::default(), streams: Mutex::default(), accepting: AtomicBool::new(true) }
+        Self {
+            config,
+            metrics: Arc::new(Metrics::new()),
+            api,
+            sessions: Mutex::default(),
+            streams: Mutex::default(),
+            accepting: AtomicBool::new(true),
+        }
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
@@ -66,7 +73,13 @@ impl Relay {
         self.session(stream, id).map(|s| s.status.report())
     }
 
-    pub async fn start_session(self: &Arc<Self>, stream: &str, offer: String, destination: Destination, policy: AddressPolicy) -> Result<(Arc<Session>, String), StartError> {
+    pub async fn start_session(
+        self: &Arc<Self>,
+        stream: &str,
+        offer: String,
+        destination: Destination,
+        policy: AddressPolicy,
+    ) -> Result<(Arc<Session>, String), StartError> {
         if !self.accepting() {
             return Err(StartError::ShuttingDown);
         }

@@ -43,12 +43,12 @@ impl Running {
 
 /// Binds everything; returns once the relay is listening.
 pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
-    if config.public_ip.is_none() {
-        if let Some(stun) = &config.stun {
-            let ip = peer::discover_public_ip(stun).await.context("--stun")?;
-            tracing::info!(%ip, "public address discovered by STUN");
-            config.public_ip = Some(ip);
-        }
+    if config.public_ip.is_none()
+        && let Some(stun) = &config.stun
+    {
+        let ip = peer::discover_public_ip(stun).await.context("--stun")?;
+        tracing::info!(%ip, "public address discovered by STUN");
+        config.public_ip = Some(ip);
     }
     let loopback_only = config.listen.ip().is_loopback();
     let ice = IceSettings {
@@ -71,12 +71,17 @@ pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
             tokio::spawn(server.serve(app))
         }
         HttpSecurity::Files { cert, key } => {
-            let tls = axum_server::tls_rustls::RustlsConfig::from_config(server_tls(&std::fs::read(&cert).with_context(|| format!("cannot read --tls-cert {}", cert.display()))?, &std::fs::read(&key).with_context(|| format!("cannot read --tls-key {}", key.display()))?)?);
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(server_tls(
+                &std::fs::read(&cert).with_context(|| format!("cannot read --tls-cert {}", cert.display()))?,
+                &std::fs::read(&key).with_context(|| format!("cannot read --tls-key {}", key.display()))?,
+            )?);
             tokio::spawn(axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone()).serve(app))
         }
         HttpSecurity::SelfSigned => {
             let (cert, key) = self_signed(http_addr)?;
-            tracing::warn!("serving HTTPS with a self-signed certificate; browsers will ask to accept it (give --tls-cert/--tls-key for a real one)");
+            tracing::warn!(
+                "serving HTTPS with a self-signed certificate; browsers will ask to accept it (give --tls-cert/--tls-key for a real one)"
+            );
             let tls = axum_server::tls_rustls::RustlsConfig::from_config(server_tls(cert.as_bytes(), key.as_bytes())?);
             tokio::spawn(axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone()).serve(app))
         }
@@ -91,7 +96,11 @@ fn server_tls(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<rustls::Ser
     let certs = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().context("TLS certificate is not valid PEM")?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).context("TLS key is not valid PEM")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_no_client_auth().with_single_cert(certs, key).context("TLS certificate and key do not match")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not match")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -128,6 +137,7 @@ pub async fn shutdown_signal() {
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: info for our crates, warn for the rest).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ivs_relay=info,ivsctl=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ivs_relay=info,ivsctl=info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -46,7 +46,8 @@ pub enum SessionError {
 
 /// What the media task receives from the track readers.
 enum TrackEvent {
-    Rtp(Track, webrtc::rtp::packet::Packet),
+    /// A packet, with when it came off the track: the start of the relay's latency.
+    Rtp(Track, webrtc::rtp::packet::Packet, Instant),
     SenderReport(Track, SenderReport),
     VideoSsrc(u32),
 }
@@ -72,7 +73,12 @@ pub struct Session {
 
 impl Session {
     /// Answers `offer` and starts the session; `on_end` runs once it has fully ended.
-    pub async fn start(api: &API, offer_sdp: String, params: SessionParams, on_end: impl FnOnce() + Send + 'static) -> Result<(Arc<Self>, String), SessionError> {
+    pub async fn start(
+        api: &API,
+        offer_sdp: String,
+        params: SessionParams,
+        on_end: impl FnOnce() + Send + 'static,
+    ) -> Result<(Arc<Self>, String), SessionError> {
         let summary = offer::check(&offer_sdp)?;
         let negotiation = |e: webrtc::Error| SessionError::Negotiation(e.to_string());
         let core = MediaCore::new(CoreConfig { has_audio: summary.has_audio, aac_bitrate: params.aac_bitrate, ..CoreConfig::default() })?;
@@ -101,7 +107,12 @@ impl Session {
             }
         };
 
-        let status = Arc::new(SessionStatus::new(params.id.clone(), params.stream.clone(), params.destination.display_host(), jiff::Timestamp::now()));
+        let status = Arc::new(SessionStatus::new(
+            params.id.clone(),
+            params.stream.clone(),
+            params.destination.display_host(),
+            jiff::Timestamp::now(),
+        ));
         let keyframe_wanted = Arc::new(Notify::new());
         let sink = sink::spawn(
             params.destination.clone(),
@@ -118,8 +129,26 @@ impl Session {
         params.metrics.sessions_started.inc();
         tracing::info!(session = %params.id, stream = %params.stream, destination = %params.destination, audio = summary.has_audio, "session started");
 
-        let session = Arc::new(Self { id: params.id.clone(), stream: params.stream.clone(), status: status.clone(), cancel: cancel.clone(), task: Mutex::new(None) });
-        let media = MediaTask { pc, core, events: events_rx, sink, keyframe_wanted, status, metrics: params.metrics, cancel, video_ssrc: None, bytes_received: 0, overflowed: false };
+        let session = Arc::new(Self {
+            id: params.id.clone(),
+            stream: params.stream.clone(),
+            status: status.clone(),
+            cancel: cancel.clone(),
+            task: Mutex::new(None),
+        });
+        let media = MediaTask {
+            pc,
+            core,
+            events: events_rx,
+            sink,
+            keyframe_wanted,
+            status,
+            metrics: params.metrics,
+            cancel,
+            video_ssrc: None,
+            bytes_received: 0,
+            overflowed: false,
+        };
         let task = tokio::spawn(async move {
             media.run().await;
             on_end();
@@ -158,17 +187,17 @@ fn watch_tracks(pc: &RTCPeerConnection, events: mpsc::Sender<TrackEvent>) {
             tokio::spawn(async move {
                 while let Ok((packets, _)) = receiver.read_rtcp().await {
                     for packet in packets {
-                        if let Some(sr) = packet.as_any().downcast_ref::<SenderReport>() {
-                            if rtcp_events.send(TrackEvent::SenderReport(kind, sr.clone())).await.is_err() {
-                                return;
-                            }
+                        if let Some(sr) = packet.as_any().downcast_ref::<SenderReport>()
+                            && rtcp_events.send(TrackEvent::SenderReport(kind, sr.clone())).await.is_err()
+                        {
+                            return;
                         }
                     }
                 }
             });
             tokio::spawn(async move {
                 while let Ok((packet, _)) = track.read_rtp().await {
-                    if events.send(TrackEvent::Rtp(kind, packet)).await.is_err() {
+                    if events.send(TrackEvent::Rtp(kind, packet, Instant::now())).await.is_err() {
                         return;
                     }
                 }
@@ -216,13 +245,12 @@ impl MediaTask {
                 () = self.cancel.cancelled() => break,
                 event = self.events.recv() => {
                     let Some(event) = event else { break };
-                    let now = Instant::now();
                     match event {
-                        TrackEvent::Rtp(track, packet) => {
-                            last_media = now;
-                            self.take_rtp(now, track, packet);
+                        TrackEvent::Rtp(track, packet, received) => {
+                            last_media = received;
+                            self.take_rtp(received, track, packet);
                         }
-                        TrackEvent::SenderReport(track, sr) => self.core.handle_input(now, Input::SenderReport { track, ntp: sr.ntp_time, rtp: sr.rtp_time }),
+                        TrackEvent::SenderReport(track, sr) => self.core.handle_input(Instant::now(), Input::SenderReport { track, ntp: sr.ntp_time, rtp: sr.rtp_time }),
                         TrackEvent::VideoSsrc(ssrc) => self.video_ssrc = Some(ssrc),
                     }
                 }
@@ -244,7 +272,12 @@ impl MediaTask {
     fn take_rtp(&mut self, now: Instant, track: Track, packet: webrtc::rtp::packet::Packet) {
         self.bytes_received += packet.payload.len() as u64;
         self.metrics.bytes_received.inc_by(packet.payload.len() as u64);
-        let packet = RtpPacket { sequence_number: packet.header.sequence_number, timestamp: packet.header.timestamp, marker: packet.header.marker, payload: packet.payload };
+        let packet = RtpPacket {
+            sequence_number: packet.header.sequence_number,
+            timestamp: packet.header.timestamp,
+            marker: packet.header.marker,
+            payload: packet.payload,
+        };
         let before = self.core.stats();
         match track {
             Track::Video => self.core.handle_input(now, Input::Video(&packet)),

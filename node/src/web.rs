@@ -11,6 +11,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("/app.js", "text/javascript; charset=utf-8", include_bytes!("../../web/app.js")),
     ("/whip.js", "text/javascript; charset=utf-8", include_bytes!("../../web/whip.js")),
     ("/style.css", "text/css; charset=utf-8", include_bytes!("../../web/style.css")),
+    ("/vendor/hls.light.min.mjs", "text/javascript; charset=utf-8", include_bytes!("../../web/vendor/hls.light.min.mjs")),
 ];
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {

@@ -88,7 +88,12 @@ fn ice_server_links(relay: &Relay) -> Vec<HeaderValue> {
     relay.config.ice_servers.iter().filter_map(|url| HeaderValue::from_str(&format!("<{url}>; rel=\"ice-server\"")).ok()).collect()
 }
 
-async fn create_session(State(relay): State<Arc<Relay>>, Path(stream): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, Refusal> {
+async fn create_session(
+    State(relay): State<Arc<Relay>>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
     authorize(&relay, &headers)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp")) {
@@ -113,7 +118,10 @@ async fn create_session(State(relay): State<Arc<Relay>>, Path(stream): Path<Stri
     let mut response = (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/sdp")], answer).into_response();
     let h = response.headers_mut();
     h.insert(header::LOCATION, HeaderValue::from_str(&location).map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "bad location"))?);
-    h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", session.id)).map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "bad etag"))?);
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", session.id)).map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "bad etag"))?,
+    );
     for link in ice_server_links(&relay) {
         h.append(header::LINK, link);
     }
@@ -125,8 +133,11 @@ async fn choose_destination(relay: &Relay, stream: &str, headers: &HeaderMap) ->
     let now = jiff::Timestamp::now();
     let chosen = headers.get(DESTINATION_HEADER).map(|v| v.to_str().unwrap_or("")).map(str::trim).filter(|v| !v.is_empty());
     let Some(url) = chosen else {
-        let template = relay.config.destination.as_deref().ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "this relay has no default destination: name one with the X-RTMP-Destination header"))?;
-        let destination = Destination::parse(template, stream, now).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let template = relay.config.destination.as_deref().ok_or_else(|| {
+            refuse(StatusCode::BAD_REQUEST, "this relay has no default destination: name one with the X-RTMP-Destination header")
+        })?;
+        let destination =
+            Destination::parse(template, stream, now).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         return Ok((destination, AddressPolicy::Any));
     };
     if !relay.config.allow_client_destination {
@@ -157,7 +168,11 @@ async fn whip_options(State(relay): State<Arc<Relay>>) -> Response {
     response
 }
 
-async fn delete_session(State(relay): State<Arc<Relay>>, Path((stream, id)): Path<(String, String)>, headers: HeaderMap) -> Result<StatusCode, Refusal> {
+async fn delete_session(
+    State(relay): State<Arc<Relay>>,
+    Path((stream, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Refusal> {
     authorize(&relay, &headers)?;
     let session = relay.session(&stream, &id).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such session"))?;
     session.stop("ended by the publisher (DELETE)");
@@ -165,7 +180,11 @@ async fn delete_session(State(relay): State<Arc<Relay>>, Path((stream, id)): Pat
     Ok(StatusCode::OK)
 }
 
-async fn session_status(State(relay): State<Arc<Relay>>, Path((stream, id)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, Refusal> {
+async fn session_status(
+    State(relay): State<Arc<Relay>>,
+    Path((stream, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
     authorize(&relay, &headers)?;
     let report = relay.report(&stream, &id).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such session"))?;
     Ok(Json(report).into_response())
@@ -173,7 +192,8 @@ async fn session_status(State(relay): State<Arc<Relay>>, Path((stream, id)): Pat
 
 async fn trickle(State(relay): State<Arc<Relay>>, headers: HeaderMap) -> Result<Response, Refusal> {
     authorize(&relay, &headers)?;
-    let mut response = refuse(StatusCode::METHOD_NOT_ALLOWED, "trickle ICE is not supported: the answer holds every candidate").into_response();
+    let mut response =
+        refuse(StatusCode::METHOD_NOT_ALLOWED, "trickle ICE is not supported: the answer holds every candidate").into_response();
     response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, DELETE, OPTIONS"));
     Ok(response)
 }
@@ -182,7 +202,8 @@ async fn healthz(State(relay): State<Arc<Relay>>) -> Response {
     if relay.accepting() {
         (StatusCode::OK, Json(serde_json::json!({ "status": "ok", "sessions": relay.session_count() }))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "draining", "sessions": relay.session_count() }))).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "draining", "sessions": relay.session_count() })))
+            .into_response()
     }
 }
 

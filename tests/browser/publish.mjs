@@ -6,6 +6,7 @@
 //
 // --expect live: waits for "live", stays live --seconds, takes the screenshot, presses Stop.
 // --expect message: waits for the page's error message and prints it.
+// --expect player: waits for the Watch panel to play and show its delay.
 import { chromium } from 'playwright-core';
 import { parseArgs } from 'node:util';
 
@@ -41,6 +42,13 @@ try {
     // The relay goes away after serving the page, before Go Live.
     process.kill(Number(args['kill-pid']), 'SIGKILL');
     await page.waitForTimeout(500);
+  }
+  if (args.expect === 'player') {
+    // The Watch panel: plays the configured HLS stream and shows the delay.
+    await page.waitForSelector('#watch:not([hidden])', { timeout: 10000 });
+    await page.waitForFunction(() => document.querySelector('#player').currentTime > 1 && /\d s/.test(document.querySelector('#delay').textContent), null, { timeout: 30000 });
+    emit({ event: 'player', delay: await page.textContent('#delay'), current_time: await page.evaluate(() => document.querySelector('#player').currentTime) });
+    process.exit(0);
   }
   const pressed = Date.now();
   await page.click('#golive');

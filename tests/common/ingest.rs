@@ -97,7 +97,16 @@ impl TlsProxy {
             ),
         )
         .expect("write nginx.conf");
-        let child = Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true).spawn().expect("nginx starts");
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx starts");
         wait_listening(port).await;
         TlsProxy { child, port, ca: cert_path }
     }

@@ -43,8 +43,52 @@ pub fn media() -> &'static Media {
         let video = dir.join("720p30.h264");
         let audio = dir.join("tone.ogg");
         let secs = MEDIA_SECONDS.to_string();
-        make(&video, &["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", &secs, "-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", "60", "-x264-params", "slices=1", "-b:v", "2500k", "-f", "h264"]);
-        make(&audio, &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", &secs, "-ac", "2", "-c:a", "libopus", "-b:a", "96k", "-page_duration", "20000", "-f", "ogg"]);
+        make(
+            &video,
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30",
+                "-t",
+                &secs,
+                "-c:v",
+                "libx264",
+                "-profile:v",
+                "baseline",
+                "-bf",
+                "0",
+                "-g",
+                "60",
+                "-x264-params",
+                "slices=1",
+                "-b:v",
+                "2500k",
+                "-f",
+                "h264",
+            ],
+        );
+        make(
+            &audio,
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                &secs,
+                "-ac",
+                "2",
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "96k",
+                "-page_duration",
+                "20000",
+                "-f",
+                "ogg",
+            ],
+        );
         Media { video, audio }
     })
 }
@@ -55,7 +99,12 @@ fn make(out: &Path, args: &[&str]) {
         return;
     }
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-    let status = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).arg(&tmp).status().expect("ffmpeg runs (scripts/test.sh installs it)");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .arg(&tmp)
+        .status()
+        .expect("ffmpeg runs (scripts/test.sh installs it)");
     assert!(status.success(), "ffmpeg failed making {}", out.display());
     std::fs::rename(&tmp, out).expect("rename media");
 }
@@ -129,7 +178,9 @@ impl Relay {
     /// The value of one unlabelled metric.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.metrics().await;
-        text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
     }
 
     /// Sends SIGTERM and waits for the exit status.

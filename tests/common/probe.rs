@@ -34,7 +34,11 @@ pub fn probe(path: &Path) -> Probe {
     let packets = json["packets"].as_array().cloned().unwrap_or_default();
     let pts = |p: &Value| p["pts_time"].as_str().and_then(|t| t.parse::<f64>().ok()).unwrap_or(f64::NAN);
     let size = |p: &Value| p["size"].as_str().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    let video_packets = packets.iter().filter(|p| p["stream_index"].as_u64() == vi).map(|p| (pts(p), p["flags"].as_str().unwrap_or("").contains('K'), size(p))).collect();
+    let video_packets = packets
+        .iter()
+        .filter(|p| p["stream_index"].as_u64() == vi)
+        .map(|p| (pts(p), p["flags"].as_str().unwrap_or("").contains('K'), size(p)))
+        .collect();
     let audio_pts = packets.iter().filter(|p| p["stream_index"].as_u64() == ai).map(pts).collect();
     Probe {
         video_codec: video.as_ref().and_then(|v| v["codec_name"].as_str().map(str::to_owned)),

@@ -1,6 +1,6 @@
 //! Opus (48 kHz, from WebRTC) → PCM → AAC-LC (for FLV/RTMP). The two codec libraries live
 //! behind this module only: libopus (`opus` crate, vendored) and Fraunhofer FDK AAC (`fdk-aac`,
-//! bundled C++ source, FDK licence — see `node/LICENSE-fdk-aac`).
+//! bundled C++ source, FDK licence — see `licenses/fdk-aac-NOTICE.txt`).
 //!
 //! Timestamps stay in the 48 kHz RTP clock (extended to i64): each AAC frame is stamped with the
 //! position of its first input sample, minus the encoder's delay. Short gaps are concealed by
@@ -139,7 +139,10 @@ impl OpusToAac {
             let frame_start = self.pcm_start + (consumed / CHANNELS) as i64;
             consumed += frame_len;
             if info.output_size > 0 {
-                out.push(AacFrame { rtp: frame_start - self.encoder_delay, data: Bytes::copy_from_slice(&self.encoded[..info.output_size]) });
+                out.push(AacFrame {
+                    rtp: frame_start - self.encoder_delay,
+                    data: Bytes::copy_from_slice(&self.encoded[..info.output_size]),
+                });
             }
         }
         self.pcm.drain(..consumed);

@@ -151,7 +151,10 @@ mod tests {
     fn sequence_header_is_an_avc_decoder_configuration_record() {
         let sets = ParameterSets { sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xaa]), pps: Bytes::from_static(&[0x68, 0xce]) };
         let body = avc_sequence_header(&sets);
-        assert_eq!(&body[..], &[0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x1f, 0xff, 0xe1, 0, 5, 0x67, 0x42, 0xc0, 0x1f, 0xaa, 1, 0, 2, 0x68, 0xce]);
+        assert_eq!(
+            &body[..],
+            &[0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x1f, 0xff, 0xe1, 0, 5, 0x67, 0x42, 0xc0, 0x1f, 0xaa, 1, 0, 2, 0x68, 0xce]
+        );
     }
 
     #[test]
@@ -177,7 +180,11 @@ mod tests {
 
     #[test]
     fn metadata_names_size_rate_and_codecs() {
-        let info = StreamInfo { video: VideoFormat { width: 1280, height: 720, frame_rate: None, profile_idc: 66, level_idc: 31 }, has_audio: true, audio_bitrate: 128_000 };
+        let info = StreamInfo {
+            video: VideoFormat { width: 1280, height: 720, frame_rate: None, profile_idc: 66, level_idc: 31 },
+            has_audio: true,
+            audio_bitrate: 128_000,
+        };
         let body = info.script_tag_body();
         let values = rml_amf0::deserialize(&mut &body[..]).expect("valid AMF0");
         assert_eq!(values[0], rml_amf0::Amf0Value::Utf8String("onMetaData".into()));

@@ -46,14 +46,7 @@ fn starts_a_nal_unit(payload: &[u8]) -> bool {
 
 impl FrameAssembler {
     pub fn new(max_wait: Duration, max_pending: usize) -> Self {
-        Self {
-            seq: SeqUnwrapper::new(),
-            pending: BTreeMap::new(),
-            next: None,
-            discarding_timestamp: None,
-            max_wait,
-            max_pending,
-        }
+        Self { seq: SeqUnwrapper::new(), pending: BTreeMap::new(), next: None, discarding_timestamp: None, max_wait, max_pending }
     }
 
     /// Takes one packet; returns the frames (and gaps) it completed, in order.
@@ -111,9 +104,7 @@ impl FrameAssembler {
     fn drain(&mut self, out: &mut Vec<Assembled>) {
         while let Some(next) = self.next {
             let Some(end) = self.complete_frame_end(next) else { return };
-            let frame: Vec<RtpPacket> = (next..=end)
-                .filter_map(|ext| self.pending.remove(&ext).map(|(_, p)| p))
-                .collect();
+            let frame: Vec<RtpPacket> = (next..=end).filter_map(|ext| self.pending.remove(&ext).map(|(_, p)| p)).collect();
             self.next = Some(end + 1);
             match self.discarding_timestamp.take() {
                 Some(ts) if frame.first().is_some_and(|p| p.timestamp == ts) => {}

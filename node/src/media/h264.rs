@@ -69,10 +69,10 @@ pub fn depacketize(packets: &[RtpPacket], nalus: &mut Vec<Bytes>) -> Result<(), 
                 } else {
                     fragment.as_mut().ok_or(DepacketizeError::FuAWithoutStart)?.extend_from_slice(data);
                 }
-                if fu_header & FU_END != 0 {
-                    if let Some(nal) = fragment.take() {
-                        nalus.push(nal.freeze());
-                    }
+                if fu_header & FU_END != 0
+                    && let Some(nal) = fragment.take()
+                {
+                    nalus.push(nal.freeze());
                 }
             }
             other => return Err(DepacketizeError::UnsupportedPacketType(other)),
@@ -236,7 +236,10 @@ mod tests {
     use super::*;
 
     /// SPS and PPS of a 1280x720 constrained-baseline stream (from x264, `-profile:v baseline`).
-    pub(crate) const SPS_720P: &[u8] = &[0x67, 0x42, 0xc0, 0x1f, 0xd9, 0x00, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x24, 0x80];
+    pub(crate) const SPS_720P: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x1f, 0xd9, 0x00, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1,
+        0x83, 0x24, 0x80,
+    ];
     pub(crate) const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
 
     fn pkt(seq: u16, payload: Vec<u8>) -> RtpPacket {
@@ -267,7 +270,8 @@ mod tests {
 
     #[test]
     fn fu_a_fragments_are_joined_into_one_nal_with_its_header_restored() {
-        let packets = [pkt(1, fu_a(0x65, &[1, 2], true, false)), pkt(2, fu_a(0x65, &[3], false, false)), pkt(3, fu_a(0x65, &[4], false, true))];
+        let packets =
+            [pkt(1, fu_a(0x65, &[1, 2], true, false)), pkt(2, fu_a(0x65, &[3], false, false)), pkt(3, fu_a(0x65, &[4], false, true))];
         let mut nalus = Vec::new();
         depacketize(&packets, &mut nalus).unwrap();
         assert_eq!(nalus, vec![Bytes::from_static(&[0x65, 1, 2, 3, 4])]);
@@ -323,7 +327,13 @@ mod tests {
         let keyframe = [pkt(1, stap_a(&[SPS_720P, PPS, &[0x09, 0xf0]])), pkt(2, vec![0x65, 1])];
         track.push_frame(&keyframe, &mut out);
         let sets = ParameterSets { sps: Bytes::from_static(SPS_720P), pps: Bytes::from_static(PPS) };
-        assert_eq!(out, vec![VideoOutput::ParameterSets(sets), VideoOutput::Frame(AccessUnit { keyframe: true, nalus: vec![Bytes::from_static(&[0x65, 1])] })]);
+        assert_eq!(
+            out,
+            vec![
+                VideoOutput::ParameterSets(sets),
+                VideoOutput::Frame(AccessUnit { keyframe: true, nalus: vec![Bytes::from_static(&[0x65, 1])] })
+            ]
+        );
         out.clear();
         track.push_frame(&keyframe, &mut out);
         assert!(matches!(out[..], [VideoOutput::Frame(AccessUnit { keyframe: true, .. })]));

@@ -61,7 +61,11 @@ impl Default for CoreConfig {
 pub enum Input<'a> {
     Video(&'a RtpPacket),
     Audio(&'a RtpPacket),
-    SenderReport { track: Track, ntp: u64, rtp: u32 },
+    SenderReport {
+        track: Track,
+        ntp: u64,
+        rtp: u32,
+    },
     /// Time passed; due timers fire.
     Tick,
 }
@@ -127,7 +131,13 @@ pub struct MediaCore {
     stats: CoreStats,
     scratch_video: Vec<VideoOutput>,
     scratch_audio: Vec<AacFrame>,
+    /// When recent Opus packets arrived, by their first sample: an AAC frame's latency counts
+    /// from the arrival of its first sample, not of the packet that completed it.
+    audio_arrivals: VecDeque<(i64, Instant)>,
 }
+
+/// Opus packets whose arrival is remembered: 20 ms each, more than the AAC encoder's delay.
+const AUDIO_ARRIVALS_KEPT: usize = 16;
 
 /// Upper bound on buffered video packets (about 4 s of 720p at 2.5 Mbit/s).
 const MAX_PENDING_PACKETS: usize = 1024;
@@ -152,6 +162,7 @@ impl MediaCore {
             stats: CoreStats::default(),
             scratch_video: Vec::new(),
             scratch_audio: Vec::new(),
+            audio_arrivals: VecDeque::with_capacity(AUDIO_ARRIVALS_KEPT),
             config,
         })
     }
@@ -226,12 +237,12 @@ impl MediaCore {
     fn take_video(&mut self, now: Instant, rtp: i64, output: VideoOutput) {
         match output {
             VideoOutput::ParameterSets(sets) => {
-                if let Some(format) = VideoFormat::from_sps(&sets.sps) {
-                    if self.format != Some(format) {
-                        self.format = Some(format);
-                        if self.start.is_some() {
-                            self.push_metadata(now);
-                        }
+                if let Some(format) = VideoFormat::from_sps(&sets.sps)
+                    && self.format != Some(format)
+                {
+                    self.format = Some(format);
+                    if self.start.is_some() {
+                        self.push_metadata(now);
                     }
                 }
                 let body = flv::avc_sequence_header(&sets);
@@ -254,7 +265,7 @@ impl MediaCore {
                         self.push_tag(TagKind::Audio, 0, body, true, false, now);
                     }
                 }
-                let ms = self.to_ms(position, Track::Video);
+                let ms = self.flv_timestamp(position, Track::Video);
                 if let Some(header) = self.pending_video_header.take() {
                     self.push_tag(TagKind::Video, ms, header, true, true, now);
                 }
@@ -271,6 +282,10 @@ impl MediaCore {
     fn push_audio(&mut self, now: Instant, packet: &RtpPacket) {
         let rtp = self.timeline.extend(Track::Audio, now, packet.timestamp);
         let Some(transcoder) = self.audio.as_mut() else { return };
+        if self.audio_arrivals.len() == AUDIO_ARRIVALS_KEPT {
+            self.audio_arrivals.pop_front();
+        }
+        self.audio_arrivals.push_back((rtp, now));
         let mut frames = std::mem::take(&mut self.scratch_audio);
         if let Err(e) = transcoder.push(rtp, &packet.payload, &mut frames) {
             tracing::warn!(error = %e, "audio transcode failed; frame dropped");
@@ -281,15 +296,22 @@ impl MediaCore {
             if position < start {
                 continue;
             }
-            let ms = self.to_ms(position, Track::Audio);
+            let ms = self.flv_timestamp(position, Track::Audio);
             self.stats.audio_frames += 1;
-            self.push_tag(TagKind::Audio, ms, flv::aac_frame(&frame.data), false, false, now);
+            let first_sample_arrived = self
+                .audio_arrivals
+                .iter()
+                .rev()
+                .find(|(rtp, _)| *rtp <= frame.rtp)
+                .or(self.audio_arrivals.front())
+                .map_or(now, |(_, at)| *at);
+            self.push_tag(TagKind::Audio, ms, flv::aac_frame(&frame.data), false, false, first_sample_arrived);
         }
         self.scratch_audio = frames;
     }
 
     /// Milliseconds since FLV time zero, never going backwards within a track.
-    fn to_ms(&mut self, position: i64, track: Track) -> u32 {
+    fn flv_timestamp(&mut self, position: i64, track: Track) -> u32 {
         let since_start = (position - self.start.unwrap_or(position)).max(0) / 1000;
         let ms = u32::try_from(since_start).unwrap_or(u32::MAX);
         let last = match track {
@@ -303,11 +325,116 @@ impl MediaCore {
     fn push_metadata(&mut self, now: Instant) {
         let Some(video) = self.format else { return };
         let info = StreamInfo { video, has_audio: self.audio.is_some(), audio_bitrate: self.config.aac_bitrate };
-        let tag = Tag { kind: TagKind::Metadata, timestamp_ms: self.last_video_ms, body: info.script_tag_body(), is_header: true, keyframe: false, received_at: now, info: Some(info) };
+        let tag = Tag {
+            kind: TagKind::Metadata,
+            timestamp_ms: self.last_video_ms,
+            body: info.script_tag_body(),
+            is_header: true,
+            keyframe: false,
+            received_at: now,
+            info: Some(info),
+        };
         self.outputs.push_back(Output::Tag(tag));
     }
 
     fn push_tag(&mut self, kind: TagKind, timestamp_ms: u32, body: Bytes, is_header: bool, keyframe: bool, received_at: Instant) {
         self.outputs.push_back(Output::Tag(Tag { kind, timestamp_ms, body, is_header, keyframe, received_at, info: None }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x1f, 0xd9, 0x00, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1,
+        0x83, 0x24, 0x80,
+    ];
+    const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
+
+    /// A video frame as a browser packetizes it: keyframes lead with a STAP-A of SPS and PPS.
+    fn video_frame(seq: &mut u16, ts: u32, keyframe: bool) -> Vec<RtpPacket> {
+        let mut payloads = Vec::new();
+        if keyframe {
+            let mut stap = vec![24];
+            for nal in [SPS, PPS] {
+                stap.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+                stap.extend_from_slice(nal);
+            }
+            payloads.push(stap);
+            payloads.push(vec![0x65, 0x88, 1, 2, 3]);
+        } else {
+            payloads.push(vec![0x41, 0x9a, 4, 5]);
+        }
+        let last = payloads.len() - 1;
+        payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| {
+                *seq = seq.wrapping_add(1);
+                RtpPacket { sequence_number: *seq, timestamp: ts, marker: i == last, payload: payload.into() }
+            })
+            .collect()
+    }
+
+    fn tags(core: &mut MediaCore) -> (Vec<Tag>, usize) {
+        let (mut tags, mut requests) = (Vec::new(), 0);
+        while let Some(output) = core.poll_output() {
+            match output {
+                Output::Tag(tag) => tags.push(tag),
+                Output::RequestKeyframe => requests += 1,
+            }
+        }
+        (tags, requests)
+    }
+
+    #[test]
+    fn the_stream_opens_with_metadata_and_headers_then_the_keyframe() {
+        let t0 = Instant::now();
+        let mut core = MediaCore::new(CoreConfig::default()).expect("core");
+        let mut seq = 100;
+        // A delta frame first: dropped, and a keyframe is asked for at once.
+        for p in video_frame(&mut seq, 0, false) {
+            core.handle_input(t0, Input::Video(&p));
+        }
+        let (out, requests) = tags(&mut core);
+        assert!(out.is_empty());
+        assert_eq!(requests, 1);
+        for p in video_frame(&mut seq, 3000, true) {
+            core.handle_input(t0 + Duration::from_millis(33), Input::Video(&p));
+        }
+        let (out, _) = tags(&mut core);
+        let kinds: Vec<(TagKind, bool)> = out.iter().map(|t| (t.kind, t.is_header)).collect();
+        assert_eq!(kinds, vec![(TagKind::Metadata, true), (TagKind::Audio, true), (TagKind::Video, true), (TagKind::Video, false)]);
+        let info = out[0].info.expect("metadata");
+        assert_eq!((info.video.width, info.video.height), (1280, 720));
+        assert!(out[3].keyframe);
+        assert_eq!(out[3].timestamp_ms, 0);
+    }
+
+    #[test]
+    fn timestamps_follow_the_rtp_clock_and_keyframes_are_requested_every_interval() {
+        let t0 = Instant::now();
+        let mut core = MediaCore::new(CoreConfig { has_audio: false, ..CoreConfig::default() }).expect("core");
+        let mut seq = 65530; // wraps during the test
+        let mut video_ms = Vec::new();
+        let mut requests = 0;
+        for n in 0..90u32 {
+            let now = t0 + Duration::from_millis(u64::from(n) * 33);
+            for p in video_frame(&mut seq, n * 3000, n == 0) {
+                core.handle_input(now, Input::Video(&p));
+            }
+            core.handle_input(now, Input::Tick);
+            let (out, r) = tags(&mut core);
+            requests += r;
+            video_ms.extend(out.iter().filter(|t| t.kind == TagKind::Video && !t.is_header).map(|t| t.timestamp_ms));
+        }
+        assert_eq!(video_ms.len(), 90);
+        assert_eq!(video_ms[30], 1000);
+        assert!(video_ms.windows(2).all(|w| w[1] > w[0]));
+        // One at the start (nothing decodable yet), then, with no new keyframe in 3 s, at
+        // 1.75 s and every 0.5 s after.
+        assert_eq!(requests, 4, "keyframe requests");
+        assert_eq!(core.stats().keyframes, 1);
     }
 }

@@ -120,7 +120,8 @@ async fn publish(
     last_timestamp: &mut u32,
     backoff: &mut Backoff,
 ) -> Result<(), RtmpError> {
-    let mut conn = tokio::time::timeout(OPEN_TIMEOUT, Connection::open(target, ctx)).await.map_err(|_| RtmpError::Timeout(OPEN_TIMEOUT))??;
+    let mut conn =
+        tokio::time::timeout(OPEN_TIMEOUT, Connection::open(target, ctx)).await.map_err(|_| RtmpError::Timeout(OPEN_TIMEOUT))??;
     tracing::info!(ingest = %target.tc_url(), "publishing");
     ctx.status.set_ingest(IngestState::Connected);
     backoff.reset();
@@ -169,7 +170,8 @@ impl Connection {
         let stream: Box<dyn Stream> = match target.transport {
             Transport::Tcp => Box::new(tcp),
             Transport::Tls => {
-                let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| RtmpError::ServerName(target.host.clone()))?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| RtmpError::ServerName(target.host.clone()))?;
                 let tls = tokio_rustls::TlsConnector::from(ctx.tls.clone()).connect(name, tcp).await?;
                 Box::new(tls)
             }
@@ -190,7 +192,9 @@ impl Connection {
         conn.write_results(vec![request]).await?;
         conn.until_event(|event| match event {
             ClientSessionEvent::ConnectionRequestAccepted => Some(Ok(())),
-            ClientSessionEvent::ConnectionRequestRejected { description } => Some(Err(RtmpError::Refused(format!("connect to app {:?}: {description}", target.app)))),
+            ClientSessionEvent::ConnectionRequestRejected { description } => {
+                Some(Err(RtmpError::Refused(format!("connect to app {:?}: {description}", target.app))))
+            }
             _ => None,
         })
         .await?;
@@ -251,7 +255,9 @@ impl Connection {
         let mut written = 0;
         for result in results {
             if let ClientSessionResult::OutboundResponse(packet) = result {
-                tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&packet.bytes)).await.map_err(|_| RtmpError::Timeout(WRITE_TIMEOUT))??;
+                tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&packet.bytes))
+                    .await
+                    .map_err(|_| RtmpError::Timeout(WRITE_TIMEOUT))??;
                 written += packet.bytes.len();
             }
         }
@@ -279,7 +285,11 @@ impl Connection {
     }
 }
 
-async fn handshake(reader: &mut ReadHalf<Box<dyn Stream>>, writer: &mut WriteHalf<Box<dyn Stream>>, buf: &mut [u8]) -> Result<Vec<u8>, RtmpError> {
+async fn handshake(
+    reader: &mut ReadHalf<Box<dyn Stream>>,
+    writer: &mut WriteHalf<Box<dyn Stream>>,
+    buf: &mut [u8],
+) -> Result<Vec<u8>, RtmpError> {
     let mut handshake = Handshake::new(PeerType::Client);
     let hello = handshake.generate_outbound_p0_and_p1().map_err(|e| RtmpError::Handshake(e.to_string()))?;
     writer.write_all(&hello).await?;

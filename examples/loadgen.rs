@@ -1,0 +1,366 @@
+//! The relay's benchmark: N WHIP publishers against one `ivs-relay`, publishing to an nginx-rtmp
+//! ingest, then the seed's engine (one `ffmpeg -c:v copy -c:a aac` per stream) fed the same
+//! media to the same ingest, and a side-by-side table of CPU and memory per stream and the
+//! relay's added latency (RTP in → FLV tag out, from its own histogram).
+//!
+//! ```text
+//! cargo build --release -p ivs-relay && cargo build --examples
+//! cargo run --example loadgen -- --streams 10 --seconds 20
+//! ```
+//! It needs ffmpeg and nginx with the RTMP module (scripts/test.sh installs them); all traffic
+//! stays on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Publishers at once.
+    #[arg(long, default_value_t = 10)]
+    streams: usize,
+    /// Seconds of measurement per engine (after a 3 s warm-up).
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// The relay binary (a release build measures what ships).
+    #[arg(long, default_value = "target/release/ivs-relay")]
+    relay: PathBuf,
+    /// The WHIP publisher example.
+    #[arg(long, default_value = "target/debug/examples/whip_publish")]
+    publisher: PathBuf,
+    /// Working directory for media, configs and logs.
+    #[arg(long, default_value = "target/loadgen")]
+    work: PathBuf,
+}
+
+const WARM_UP: Duration = Duration::from_secs(3);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    for bin in [&args.relay, &args.publisher] {
+        if !bin.exists() {
+            bail!("{} is missing: cargo build --release -p ivs-relay && cargo build --examples", bin.display());
+        }
+    }
+    std::fs::create_dir_all(&args.work)?;
+    let work = args.work.canonicalize()?;
+    let media = make_media(&work, args.seconds + 10)?;
+    let rtmp_port = free_port()?;
+    let _nginx = start_nginx(&work, rtmp_port).await?;
+    println!(
+        "{} streams of 1280x720 30 fps H.264 2.5 Mbit/s + Opus 96 kbit/s stereo, {} s each, ingest nginx-rtmp on 127.0.0.1:{rtmp_port}\n",
+        args.streams, args.seconds
+    );
+
+    let relay = measure_relay(&args, &media, rtmp_port).await?;
+    let seed = measure_seed(&args, &media, rtmp_port).await?;
+
+    println!("{:<34}{:>22}{:>28}", "", "ivs-relay", "seed: ffmpeg per stream");
+    println!("{:<34}{:>20.2} %{:>26.2} %", "CPU per stream (one core = 100 %)", relay.cpu_per_stream, seed.cpu_per_stream);
+    println!("{:<34}{:>18.2} MiB{:>24.2} MiB", "memory per stream (RSS)", relay.rss_per_stream_mib, seed.rss_per_stream_mib);
+    println!("{:<34}{:>18.2} MiB{:>28}", "relay idle RSS", relay.idle_rss_mib, "-");
+    println!("{:<34}{:>14.2} / {:.2} ms{:>28}", "video latency p50 / p99", relay.video_p50_ms, relay.video_p99_ms, "n/a");
+    println!("{:<34}{:>14.2} / {:.2} ms{:>28}", "audio latency p50 / p99", relay.audio_p50_ms, relay.audio_p99_ms, "n/a");
+    println!(
+        "{:<34}{:>22}{:>28}",
+        "sessions that stayed live",
+        format!("{}/{}", relay.live, args.streams),
+        format!("{}/{}", seed.live, args.streams)
+    );
+    Ok(())
+}
+
+struct Media {
+    video: PathBuf,
+    audio: PathBuf,
+}
+
+fn make_media(work: &Path, seconds: u64) -> anyhow::Result<Media> {
+    let video = work.join("bench-720p30.h264");
+    let audio = work.join("bench.ogg");
+    let t = seconds.to_string();
+    if !video.exists() {
+        ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t",
+                "-t",
+                &t,
+                "-c:v",
+                "libx264",
+                "-profile:v",
+                "baseline",
+                "-bf",
+                "0",
+                "-g",
+                "60",
+                "-x264-params",
+                "slices=1",
+                "-b:v",
+                "2500k",
+                "-maxrate",
+                "2500k",
+                "-bufsize",
+                "2500k",
+                "-f",
+                "h264",
+            ],
+            &video,
+        )?;
+    }
+    if !audio.exists() {
+        ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                &t,
+                "-ac",
+                "2",
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "96k",
+                "-page_duration",
+                "20000",
+                "-f",
+                "ogg",
+            ],
+            &audio,
+        )?;
+    }
+    Ok(Media { video, audio })
+}
+
+fn ffmpeg(args: &[&str], out: &Path) -> anyhow::Result<()> {
+    let status = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).arg(out).status().context("ffmpeg")?;
+    if !status.success() {
+        bail!("ffmpeg failed making {}", out.display());
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn start_nginx(work: &Path, port: u16) -> anyhow::Result<Child> {
+    let conf = work.join("nginx-rtmp.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon off; pid {w}/nginx.pid; error_log {w}/nginx-error.log;\nevents {{}}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096; application live {{ live on; record off; }} }} }}\n",
+            w = work.display()
+        ),
+    )?;
+    let child = Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(work).kill_on_drop(true).spawn().context("nginx")?;
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("nginx-rtmp did not start (see {}/nginx-error.log)", work.display())
+}
+
+/// CPU time (seconds) and resident memory (bytes) of a process, from /proc.
+fn usage(pid: u32) -> anyhow::Result<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("stat format")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()? + fields.get(12).context("stime")?.parse::<u64>()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((ticks as f64 / 100.0, rss_kib * 1024))
+}
+
+fn total_usage(pids: &[u32]) -> (f64, u64) {
+    pids.iter().filter_map(|p| usage(*p).ok()).fold((0.0, 0), |(c, r), (c2, r2)| (c + c2, r + r2))
+}
+
+struct RelayFigures {
+    cpu_per_stream: f64,
+    rss_per_stream_mib: f64,
+    idle_rss_mib: f64,
+    video_p50_ms: f64,
+    video_p99_ms: f64,
+    audio_p50_ms: f64,
+    audio_p99_ms: f64,
+    live: usize,
+}
+
+async fn measure_relay(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Result<RelayFigures> {
+    let http = free_port()?;
+    let udp = free_port()?;
+    let mut relay = Command::new(&args.relay)
+        .args(["--http", "--listen", &format!("127.0.0.1:{http}"), "--udp-port", &udp.to_string()])
+        .args(["--destination", &format!("rtmp://127.0.0.1:{rtmp_port}/live/{{stream}}"), "--max-sessions", "1000"])
+        .env("RUST_LOG", "warn")
+        .stderr(std::fs::File::create(args.work.join("relay.log"))?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("relay")?;
+    let pid = relay.id().context("relay pid")?;
+    let base = format!("http://127.0.0.1:{http}");
+    for _ in 0..50 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, idle_rss) = usage(pid)?;
+
+    let mut publishers = Vec::new();
+    for n in 0..args.streams {
+        let child = Command::new(&args.publisher)
+            .args(["--url", &format!("{base}/whip/bench{n}"), "--loopback", "--seconds", &(args.seconds + 5).to_string()])
+            .arg("--video")
+            .arg(&media.video)
+            .arg("--audio")
+            .arg(&media.audio)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("publisher")?;
+        publishers.push(child);
+    }
+    tokio::time::sleep(WARM_UP).await;
+    let before_metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    let (cpu0, _) = usage(pid)?;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let (cpu1, rss) = usage(pid)?;
+    let wall = started.elapsed().as_secs_f64();
+    let metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    let live = gauge(&metrics, "ivs_relay_sessions") as usize;
+    let (video, audio) = (latency(&before_metrics, &metrics, "video"), latency(&before_metrics, &metrics, "audio"));
+    for mut p in publishers {
+        let _ = p.kill().await;
+    }
+    let _ = relay.kill().await;
+    let n = args.streams as f64;
+    Ok(RelayFigures {
+        cpu_per_stream: (cpu1 - cpu0) / wall * 100.0 / n,
+        rss_per_stream_mib: (rss.saturating_sub(idle_rss)) as f64 / n / 1048576.0,
+        idle_rss_mib: idle_rss as f64 / 1048576.0,
+        video_p50_ms: video.0,
+        video_p99_ms: video.1,
+        audio_p50_ms: audio.0,
+        audio_p99_ms: audio.1,
+        live,
+    })
+}
+
+struct SeedFigures {
+    cpu_per_stream: f64,
+    rss_per_stream_mib: f64,
+    live: usize,
+}
+
+async fn measure_seed(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Result<SeedFigures> {
+    let mut engines = Vec::new();
+    for n in 0..args.streams {
+        let child = Command::new("ffmpeg")
+            .args(["-v", "error", "-re", "-f", "h264", "-framerate", "30", "-i"])
+            .arg(&media.video)
+            .args(["-re", "-i"])
+            .arg(&media.audio)
+            .args([
+                "-map",
+                "0:v",
+                "-map",
+                "1:a",
+                "-c:v",
+                "copy",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                "-f",
+                "flv",
+                &format!("rtmp://127.0.0.1:{rtmp_port}/live/seed{n}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("ffmpeg")?;
+        engines.push(child);
+    }
+    tokio::time::sleep(WARM_UP).await;
+    let pids: Vec<u32> = engines.iter().filter_map(Child::id).collect();
+    let (cpu0, _) = total_usage(&pids);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let (cpu1, rss) = total_usage(&pids);
+    let wall = started.elapsed().as_secs_f64();
+    let mut live = 0;
+    for e in &mut engines {
+        if e.try_wait()?.is_none() {
+            live += 1;
+        }
+    }
+    for mut e in engines {
+        let _ = e.kill().await;
+    }
+    let n = args.streams as f64;
+    Ok(SeedFigures { cpu_per_stream: (cpu1 - cpu0) / wall * 100.0 / n, rss_per_stream_mib: rss as f64 / n / 1048576.0, live })
+}
+
+fn gauge(metrics: &str, name: &str) -> f64 {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// p50 and p99 (ms) of the relay's latency histogram for `track`, over the measured window
+/// (the difference of two scrapes), interpolated within buckets.
+fn latency(before: &str, after: &str, track: &str) -> (f64, f64) {
+    let buckets = |text: &str| -> Vec<(f64, f64)> {
+        let prefix = "ivs_relay_relay_latency_seconds_bucket{";
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(&format!("track=\"{track}\"")))
+            .filter_map(|l| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+                Some((le, count))
+            })
+            .collect()
+    };
+    let (b0, b1) = (buckets(before), buckets(after));
+    let window: Vec<(f64, f64)> =
+        b1.iter().map(|(le, c)| (*le, c - b0.iter().find(|(l, _)| l == le).map(|(_, c)| *c).unwrap_or(0.0))).collect();
+    let total = window.last().map(|(_, c)| *c).unwrap_or(0.0);
+    let quantile = |q: f64| {
+        let target = q * total;
+        let mut lower = (0.0, 0.0);
+        for &(le, count) in &window {
+            if count >= target {
+                if le.is_infinite() {
+                    return lower.0 * 1000.0;
+                }
+                let span = (count - lower.1).max(1.0);
+                return (lower.0 + (le - lower.0) * ((target - lower.1) / span)) * 1000.0;
+            }
+            lower = (le, count);
+        }
+        f64::NAN
+    };
+    (quantile(0.5), quantile(0.99))
+}
