@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod ingest;
+pub mod moto;
 pub mod probe;
 
 use std::net::{TcpListener, UdpSocket};

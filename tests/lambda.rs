@@ -1,0 +1,258 @@
+//! The `ivs-ip-register` Lambda against a real moto server (DynamoDB, EC2): the handler itself,
+//! and the built `bootstrap` binary driven through a local Lambda Runtime API.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use common::moto::Moto;
+use ivs_ip_register::handler::{Handler, Outcome};
+use ivs_ip_register::network::Network;
+use ivs_ip_register::registry::Registry;
+use serde_json::{Value, json};
+
+const TABLE: &str = "ivs-relays";
+const CLUSTER: &str = "ivs";
+
+async fn create_table(config: &aws_config::SdkConfig) {
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(TABLE)
+        .key_schema(KeySchemaElement::builder().attribute_name("task_arn").key_type(KeyType::Hash).build().expect("key"))
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("task_arn").attribute_type(ScalarAttributeType::S).build().expect("attr"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("table");
+}
+
+/// An ENI in a default subnet with an Elastic IP, as a Fargate task with a public IP has.
+async fn eni_with_public_ip(config: &aws_config::SdkConfig) -> (String, String) {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let subnets = ec2.describe_subnets().send().await.expect("subnets");
+    let subnet = subnets.subnets()[0].subnet_id().expect("subnet id").to_owned();
+    let eni = ec2.create_network_interface().subnet_id(subnet).send().await.expect("eni");
+    let eni_id = eni.network_interface().and_then(|n| n.network_interface_id()).expect("eni id").to_owned();
+    let address = ec2.allocate_address().send().await.expect("eip");
+    ec2.associate_address()
+        .allocation_id(address.allocation_id().expect("allocation"))
+        .network_interface_id(&eni_id)
+        .send()
+        .await
+        .expect("associate");
+    (eni_id, address.public_ip().expect("ip").to_owned())
+}
+
+fn event(cluster: &str, task: &str, last: &str, version: u64, eni: &str) -> Value {
+    json!({
+        "version": "0", "id": format!("{task}-{version}"), "detail-type": "ECS Task State Change", "source": "aws.ecs",
+        "account": "123456789012", "time": "2026-11-25T12:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:ecs:us-east-1:123456789012:task/{cluster}/{task}")],
+        "detail": {
+            "clusterArn": format!("arn:aws:ecs:us-east-1:123456789012:cluster/{cluster}"),
+            "taskArn": format!("arn:aws:ecs:us-east-1:123456789012:task/{cluster}/{task}"),
+            "lastStatus": last, "desiredStatus": if last == "STOPPED" { "STOPPED" } else { "RUNNING" },
+            "version": version, "availabilityZone": "us-east-1a", "launchType": "FARGATE",
+            "startedAt": "2026-11-25T11:59:58Z",
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/ivs-relay:4",
+            "attachments": [{"id": "att", "type": "eni", "status": "ATTACHED", "details": [
+                {"name": "subnetId", "value": "subnet-1"}, {"name": "networkInterfaceId", "value": eni}, {"name": "privateIPv4Address", "value": "172.31.1.10"}]}]
+        }
+    })
+}
+
+async fn handler(moto: &Moto) -> (Handler, aws_config::SdkConfig) {
+    let config = moto.sdk_config().await;
+    create_table(&config).await;
+    let handler = Handler {
+        cluster: CLUSTER.to_owned(),
+        network: Network::new(aws_sdk_ec2::Client::new(&config)),
+        registry: Registry::new(aws_sdk_dynamodb::Client::new(&config), TABLE),
+    };
+    (handler, config)
+}
+
+fn task_arn(task: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task/{CLUSTER}/{task}")
+}
+
+#[tokio::test]
+async fn running_records_the_public_ip_and_stopped_removes_it() {
+    let moto = Moto::start().await;
+    let (handler, config) = handler(&moto).await;
+    let (eni, public_ip) = eni_with_public_ip(&config).await;
+
+    let outcome = handler.handle(event(CLUSTER, "t1", "RUNNING", 2, &eni)).await.expect("handled");
+    assert_eq!(outcome, Outcome::Running { task_arn: task_arn("t1"), public_ip: Some(public_ip.clone()) });
+    let running = handler.registry.running().await.expect("scan");
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].public_ip.as_deref(), Some(public_ip.as_str()));
+    assert_eq!(running[0].revision, Some(4));
+    assert_eq!(running[0].availability_zone.as_deref(), Some("us-east-1a"));
+
+    handler.handle(event(CLUSTER, "t1", "STOPPED", 5, &eni)).await.expect("handled");
+    assert!(handler.registry.running().await.expect("scan").is_empty());
+    // A late RUNNING (older version) does not bring the dead relay back.
+    let late = handler.handle(event(CLUSTER, "t1", "RUNNING", 3, &eni)).await.expect("handled");
+    assert_eq!(late, Outcome::Stale { task_arn: task_arn("t1"), version: 3 });
+    assert!(handler.registry.running().await.expect("scan").is_empty());
+}
+
+#[tokio::test]
+async fn shuffled_and_duplicated_events_end_with_exactly_the_running_set() {
+    let moto = Moto::start().await;
+    let (handler, config) = handler(&moto).await;
+    let (eni, _) = eni_with_public_ip(&config).await;
+    // Tasks a..e start (PENDING 1, RUNNING 2); b and d then stop (STOPPING 3, STOPPED 4).
+    let mut events = Vec::new();
+    for task in ["a", "b", "c", "d", "e"] {
+        events.push(event(CLUSTER, task, "PENDING", 1, &eni));
+        events.push(event(CLUSTER, task, "RUNNING", 2, &eni));
+        if task == "b" || task == "d" {
+            events.push(event(CLUSTER, task, "STOPPING", 3, &eni));
+            events.push(event(CLUSTER, task, "STOPPED", 4, &eni));
+        }
+    }
+    let duplicated: Vec<Value> = events.iter().chain(events.iter().step_by(2)).cloned().collect();
+    // A fixed-seed shuffle (linear congruential), so a failure replays.
+    let mut order: Vec<usize> = (0..duplicated.len()).collect();
+    let mut seed: u64 = 0x5eed;
+    for i in (1..order.len()).rev() {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        order.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+    for i in order {
+        handler.handle(duplicated[i].clone()).await.expect("handled");
+    }
+    let running: BTreeSet<String> = handler.registry.running().await.expect("scan").into_iter().map(|r| r.task_arn).collect();
+    assert_eq!(running, ["a", "c", "e"].iter().map(|t| task_arn(t)).collect());
+}
+
+#[tokio::test]
+async fn other_clusters_and_malformed_events_are_acknowledged_without_writes() {
+    let moto = Moto::start().await;
+    let (handler, _) = handler(&moto).await;
+    let other = handler.handle(event("someone-elses", "x", "RUNNING", 2, "eni-0")).await.expect("acknowledged");
+    assert!(matches!(other, Outcome::Ignored { .. }), "{other:?}");
+    for garbage in [json!("not an event"), json!({"detail": {"lastStatus": 7}}), json!(null)] {
+        let outcome = handler.handle(garbage).await.expect("acknowledged, not retried");
+        assert!(matches!(outcome, Outcome::Malformed { .. }), "{outcome:?}");
+    }
+    // A task whose ENI is gone (or has no public address) is still recorded, with a note.
+    let outcome = handler.handle(event(CLUSTER, "y", "RUNNING", 2, "eni-00000000000000000")).await.expect("handled");
+    assert_eq!(outcome, Outcome::Running { task_arn: task_arn("y"), public_ip: None });
+    let running = handler.registry.running().await.expect("scan");
+    assert_eq!(running.len(), 1);
+    assert!(running[0].note.as_deref().is_some_and(|n| n.contains("no public IP")));
+}
+
+/// A minimal Lambda Runtime API: hands out queued events, collects the answers.
+#[derive(Default)]
+struct RuntimeApi {
+    queue: Mutex<Vec<Value>>,
+    served: std::sync::atomic::AtomicUsize,
+    answers: Mutex<Vec<(String, String, Value)>>,
+}
+
+async fn runtime_api(api: Arc<RuntimeApi>) -> u16 {
+    use axum::extract::{Path, State};
+    use axum::http::HeaderMap;
+    use axum::routing::{get, post};
+    async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
+        loop {
+            let event = api.queue.lock().expect("queue").pop();
+            if let Some(event) = event {
+                let n = api.served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut headers = HeaderMap::new();
+                headers.insert("lambda-runtime-aws-request-id", format!("req-{n}").parse().expect("header"));
+                headers.insert("lambda-runtime-deadline-ms", "9999999999999".parse().expect("header"));
+                headers.insert(
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:us-east-1:123456789012:function:ivs-ip-register".parse().expect("header"),
+                );
+                return (headers, event.to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    async fn answer(State(api): State<Arc<RuntimeApi>>, Path((id, kind)): Path<(String, String)>, body: String) -> &'static str {
+        let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        api.answers.lock().expect("answers").push((id, kind, value));
+        "{}"
+    }
+    let app = axum::Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(answer))
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+fn bootstrap_bin() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_ivsctl")).parent().expect("bin dir").join("bootstrap");
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO")).args(["build", "-p", "ivs-ip-register"]).status().expect("cargo");
+        assert!(status.success());
+    }
+    path
+}
+
+#[tokio::test]
+async fn the_built_bootstrap_serves_invocations_through_the_runtime_api() {
+    let moto = Moto::start().await;
+    let config = moto.sdk_config().await;
+    create_table(&config).await;
+    let (eni, public_ip) = eni_with_public_ip(&config).await;
+    let api = Arc::new(RuntimeApi::default());
+    // Popped from the end: RUNNING first, then a malformed one, then another cluster's.
+    *api.queue.lock().expect("queue") =
+        vec![event("elsewhere", "z", "RUNNING", 2, &eni), json!({"garbage": true}), event(CLUSTER, "t9", "RUNNING", 2, &eni)];
+    let port = runtime_api(api.clone()).await;
+
+    let _bootstrap = tokio::process::Command::new(bootstrap_bin())
+        .envs(moto.env())
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "ivs-ip-register")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/ivs-ip-register")
+        .env("REGISTRY_TABLE", TABLE)
+        .env("CLUSTER", CLUSTER)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bootstrap starts");
+    let done = common::wait_until(Duration::from_secs(30), || async { api.answers.lock().expect("answers").len() == 3 }).await;
+    assert!(done.is_some(), "answers: {:?}", api.answers.lock().expect("answers"));
+    let answers = api.answers.lock().expect("answers").clone();
+    assert!(answers.iter().all(|(_, kind, _)| kind == "response"), "every invocation answered, none failed: {answers:?}");
+    let outcomes: Vec<&str> = answers.iter().map(|(_, _, v)| v["outcome"].as_str().unwrap_or("")).collect();
+    assert_eq!(outcomes, vec!["running", "malformed", "ignored"]);
+    assert_eq!(answers[0].2["public_ip"], public_ip.as_str());
+}
+
+#[test]
+fn the_bootstrap_needs_no_newer_glibc_than_amazon_linux_2023_has() {
+    // provided.al2023 has glibc 2.34.
+    let output = std::process::Command::new("objdump").arg("-T").arg(bootstrap_bin()).output().expect("objdump (binutils)");
+    let symbols = String::from_utf8_lossy(&output.stdout);
+    let too_new: Vec<&str> = symbols
+        .lines()
+        .filter(|l| {
+            l.split("GLIBC_2.")
+                .nth(1)
+                .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|minor| minor.parse::<u32>().ok())
+                .is_some_and(|minor| minor > 34)
+        })
+        .collect();
+    assert!(too_new.is_empty(), "symbols newer than glibc 2.34: {too_new:#?}");
+}
