@@ -18,6 +18,10 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tokio::process::{Child, Command};
 
+#[path = "../tests/common/test_media.rs"]
+mod test_media;
+use test_media::TestMedia as Media;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// Publishers at once.
@@ -49,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.work)?;
     let work = args.work.canonicalize()?;
-    let media = make_media(&work, args.seconds + 10)?;
+    let media = test_media::make(&work, "bench-720p30", (args.seconds + 10) as f64, true)?;
     let rtmp_port = free_port()?;
     let _nginx = start_nginx(&work, rtmp_port).await?;
     println!(
@@ -72,80 +76,6 @@ async fn main() -> anyhow::Result<()> {
         format!("{}/{}", relay.live, args.streams),
         format!("{}/{}", seed.live, args.streams)
     );
-    Ok(())
-}
-
-struct Media {
-    video: PathBuf,
-    audio: PathBuf,
-}
-
-fn make_media(work: &Path, seconds: u64) -> anyhow::Result<Media> {
-    let video = work.join("bench-720p30.h264");
-    let audio = work.join("bench.ogg");
-    let t = seconds.to_string();
-    if !video.exists() {
-        ffmpeg(
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t",
-                "-t",
-                &t,
-                "-c:v",
-                "libx264",
-                "-profile:v",
-                "baseline",
-                "-bf",
-                "0",
-                "-g",
-                "60",
-                "-x264-params",
-                "slices=1",
-                "-b:v",
-                "2500k",
-                "-maxrate",
-                "2500k",
-                "-bufsize",
-                "2500k",
-                "-f",
-                "h264",
-            ],
-            &video,
-        )?;
-    }
-    if !audio.exists() {
-        ffmpeg(
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                &t,
-                "-ac",
-                "2",
-                "-c:a",
-                "libopus",
-                "-b:a",
-                "96k",
-                "-page_duration",
-                "20000",
-                "-f",
-                "ogg",
-            ],
-            &audio,
-        )?;
-    }
-    Ok(Media { video, audio })
-}
-
-fn ffmpeg(args: &[&str], out: &Path) -> anyhow::Result<()> {
-    let status = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).arg(out).status().context("ffmpeg")?;
-    if !status.success() {
-        bail!("ffmpeg failed making {}", out.display());
-    }
     Ok(())
 }
 

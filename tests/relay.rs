@@ -144,3 +144,14 @@ async fn sigterm_ends_sessions_cleanly_and_exits() {
     assert!(recording.duration > 1.5);
     publisher.kill();
 }
+
+#[tokio::test]
+async fn https_with_a_certificate_made_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(dir.path(), &["--https"]).await;
+    assert!(relay.base.starts_with("https://"), "{}", relay.base);
+    let publisher = Publisher::start(&relay.whip("cam1"), 2.0, &[]).await.expect("session accepted over HTTPS");
+    publisher.finish().await;
+    let recordings: Vec<_> = std::fs::read_dir(dir.path().join("recordings")).expect("recordings").flatten().collect();
+    assert_eq!(recordings.len(), 1);
+}

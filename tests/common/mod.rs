@@ -7,6 +7,7 @@
 pub mod ingest;
 pub mod moto;
 pub mod probe;
+pub mod test_media;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -27,87 +28,15 @@ pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free UDP port")
 }
 
-/// Test media: 1280x720 30 fps H.264 (baseline, IDR every 2 s, one slice per frame) and
-/// 48 kHz stereo Opus in 20 ms pages, `MEDIA_SECONDS` long, made once per test run.
-pub struct Media {
-    pub video: PathBuf,
-    pub audio: PathBuf,
-}
-
 pub const MEDIA_SECONDS: f64 = 6.0;
 
-pub fn media() -> &'static Media {
-    static MEDIA: OnceLock<Media> = OnceLock::new();
+/// The test media (`test_media`), `MEDIA_SECONDS` long, made once per test run.
+pub fn media() -> &'static test_media::TestMedia {
+    static MEDIA: OnceLock<test_media::TestMedia> = OnceLock::new();
     MEDIA.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
-        std::fs::create_dir_all(&dir).expect("media dir");
-        let video = dir.join("720p30.h264");
-        let audio = dir.join("tone.ogg");
-        let secs = MEDIA_SECONDS.to_string();
-        make(
-            &video,
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=1280x720:rate=30",
-                "-t",
-                &secs,
-                "-c:v",
-                "libx264",
-                "-profile:v",
-                "baseline",
-                "-bf",
-                "0",
-                "-g",
-                "60",
-                "-x264-params",
-                "slices=1",
-                "-b:v",
-                "2500k",
-                "-f",
-                "h264",
-            ],
-        );
-        make(
-            &audio,
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                &secs,
-                "-ac",
-                "2",
-                "-c:a",
-                "libopus",
-                "-b:a",
-                "96k",
-                "-page_duration",
-                "20000",
-                "-f",
-                "ogg",
-            ],
-        );
-        Media { video, audio }
+        test_media::make(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("media"), "720p30", MEDIA_SECONDS, false)
+            .expect("test media (ffmpeg)")
     })
-}
-
-/// Runs ffmpeg to make `out` unless it exists (atomically, as test binaries run in parallel).
-fn make(out: &Path, args: &[&str]) {
-    if out.exists() {
-        return;
-    }
-    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-    let status = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .arg(&tmp)
-        .status()
-        .expect("ffmpeg runs (scripts/test.sh installs it)");
-    assert!(status.success(), "ffmpeg failed making {}", out.display());
-    std::fs::rename(&tmp, out).expect("rename media");
 }
 
 /// `target/debug` (or wherever this test's binaries are).
