@@ -50,7 +50,7 @@ log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # --- test ---------------------------------------------------------------------------------------
-# Every test talks to 127.0.0.1 only: the relay under test listens on loopback, and a relay that
-# serves loopback gathers and answers loopback ICE candidates only.
+# Every test talks to 127.0.0.1 only: the relay under test listens on loopback and gathers
+# loopback ICE candidates only.
 log "test"
 cargo test --workspace --locked --offline --no-fail-fast

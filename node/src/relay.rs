@@ -102,7 +102,6 @@ impl Relay {
             aac_bitrate: self.config.aac_bitrate,
             tls: self.config.ingest_tls.clone(),
             metrics: self.metrics.clone(),
-            loopback_only: self.config.listen.ip().is_loopback(),
         };
         let relay = Arc::downgrade(self);
         let (stream_key, session_id) = (stream.to_owned(), id.clone());

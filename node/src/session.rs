@@ -61,21 +61,6 @@ pub struct SessionParams {
     pub aac_bitrate: u32,
     pub tls: Arc<rustls::ClientConfig>,
     pub metrics: Arc<Metrics>,
-    /// The relay serves loopback only (`ivsctl local`): ICE talks to loopback candidates only.
-    pub loopback_only: bool,
-}
-
-/// Drops the offer's candidates that are not on loopback, so that a relay serving only this
-/// machine never sends connectivity checks anywhere else.
-fn loopback_candidates_only(sdp: &str) -> String {
-    sdp.split_inclusive('\n')
-        .filter(|line| match line.strip_prefix("a=candidate:") {
-            Some(candidate) => {
-                candidate.split_whitespace().nth(4).is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
-            }
-            None => true,
-        })
-        .collect()
 }
 
 pub struct Session {
@@ -104,7 +89,6 @@ impl Session {
         watch_tracks(&pc, events_tx);
         watch_connection(&pc, cancel.clone());
 
-        let offer_sdp = if params.loopback_only { loopback_candidates_only(&offer_sdp) } else { offer_sdp };
         let answer = async {
             let offer = RTCSessionDescription::offer(offer_sdp).map_err(negotiation)?;
             pc.set_remote_description(offer).await.map_err(negotiation)?;
