@@ -69,6 +69,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    ivs_relay::server::install_crypto_provider();
     let mut engine = MediaEngine::default();
     engine.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)?;

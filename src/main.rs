@@ -11,6 +11,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     ivs_relay::server::init_logging();
+    ivs_relay::server::install_crypto_provider();
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Local(args) => commands::local::run(args).await,

@@ -36,6 +36,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     server::init_logging();
+    server::install_crypto_provider();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

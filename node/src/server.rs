@@ -135,6 +135,12 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Makes ring the process-wide rustls provider: with the AWS SDK in the same build, rustls has two
+/// providers compiled in and cannot pick one by itself (the `webrtc` crate relies on the default).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default: info for our crates, warn for the rest).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
