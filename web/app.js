@@ -279,11 +279,13 @@ async function startPlayer(url) {
   $('watch').hidden = false;
   const video = $('player');
   let hls = null;
-  if (video.canPlayType('application/vnd.apple.mpegurl')) {
-    video.src = url; // Safari plays HLS itself
+  // hls.js wherever Media Source Extensions work: it knows each frame's program date-time, which
+  // the delay needs. Native HLS (iOS Safari) only as the fallback.
+  const { default: Hls } = await import('./vendor/hls.light.min.mjs');
+  if (!Hls.isSupported()) {
+    if (!video.canPlayType('application/vnd.apple.mpegurl')) { $('delay').textContent = 'this browser cannot play HLS'; return; }
+    video.src = url;
   } else {
-    const { default: Hls } = await import('./vendor/hls.light.min.mjs');
-    if (!Hls.isSupported()) { $('delay').textContent = 'this browser cannot play HLS'; return; }
     hls = new Hls({ liveSyncDurationCount: 2, lowLatencyMode: true });
     hls.on(Hls.Events.ERROR, (_, data) => {
       if (data.fatal) { $('delay').textContent = 'not playing (the channel may be offline); retrying'; setTimeout(() => hls.loadSource(url), 3000); }
