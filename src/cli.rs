@@ -1,16 +1,53 @@
 //! The command line: clap types only; commands take what is parsed here.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ivs_relay::config::StreamingArgs;
 
-/// Go live on Amazon IVS (or any RTMP ingest) from a browser: run the relay locally, or deploy it.
+use crate::stack::StackName;
+use crate::stack::log_group::RETENTION_DAYS;
+
+/// Go live on Amazon IVS (or any RTMP ingest) from a browser: run the relay locally, or deploy
+/// and operate it on AWS.
 #[derive(Debug, Parser)]
 #[command(version, propagate_version = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Which stack, where, and how to report (all commands but `local`).
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    /// Stack name: prefixes every resource name and tags every resource (`ivsctl:stack=NAME`).
+    #[arg(long, global = true, env = "IVSCTL_STACK", default_value = "ivs")]
+    pub stack: StackName,
+
+    /// AWS region (else AWS_REGION or the profile's).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// Named profile from ~/.aws/config (else AWS_PROFILE).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+
+    /// Send every AWS call to this endpoint (an emulator such as moto).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Print one JSON document instead of lines.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log what ivsctl does (-v) and the AWS calls it makes (-vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -18,6 +55,14 @@ pub enum Command {
     /// Run the whole streaming path on this machine, no AWS account needed: open the printed
     /// URL, press Go Live; recordings go to ./recordings unless --destination says otherwise.
     Local(LocalArgs),
+    /// Create the stack, or bring every resource of it back to what it should be.
+    Deploy(DeployArgs),
+    /// Show every resource of the stack, the service's tasks and the running relays.
+    Status,
+    /// Set how many relay tasks run, and wait until they do.
+    Scale(ScaleArgs),
+    /// Delete every resource tagged with the stack's name, in dependency order.
+    Teardown(TeardownArgs),
 }
 
 #[derive(Debug, Args)]
@@ -32,4 +77,132 @@ pub struct LocalArgs {
 
     #[command(flatten)]
     pub streaming: StreamingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Relay tasks to run (default: 1 for a new service; an existing service keeps its count).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub tasks: Option<u16>,
+
+    /// Relay image to run instead of the stack repository's `latest`.
+    #[arg(long)]
+    pub image: Option<String>,
+
+    /// Task CPU units (256 = 0.25 vCPU).
+    #[arg(long, default_value_t = 256, value_parser = fargate_cpu)]
+    pub cpu: u32,
+
+    /// Task memory in MiB (must suit --cpu, as Fargate defines).
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+
+    /// The UDP port all WebRTC media uses (opened in the security group).
+    #[arg(long, default_value_t = 50000, value_parser = clap::value_parser!(u16).range(1024..))]
+    pub udp_port: u16,
+
+    /// STUN server the relay learns its public address from.
+    #[arg(long, default_value = "stun.l.google.com:19302")]
+    pub stun: String,
+
+    /// Days CloudWatch keeps the relay's and the Lambda's logs.
+    #[arg(long, default_value_t = 30, value_parser = retention_days)]
+    pub log_retention_days: i32,
+
+    /// VPC to run in (default: the region's default VPC); needs --subnets.
+    #[arg(long, requires = "subnets")]
+    pub vpc: Option<String>,
+
+    /// Subnets (with a route to the internet) for the tasks, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub subnets: Vec<String>,
+
+    /// The Lambda's `bootstrap` binary (default: next to this ivsctl, where the workspace build puts it).
+    #[arg(long, env = "IVSCTL_LAMBDA_BOOTSTRAP")]
+    pub lambda_bootstrap: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Don't wait for the tasks to run.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// How long to wait for the tasks, e.g. 10m or 90s.
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// How many relay tasks should run.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub tasks: u16,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    /// Don't ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+
+    /// Show what would be deleted and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn fargate_cpu(text: &str) -> Result<u32, String> {
+    const VALID: [u32; 5] = [256, 512, 1024, 2048, 4096];
+    let cpu: u32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if VALID.contains(&cpu) { Ok(cpu) } else { Err(format!("Fargate tasks take {VALID:?} CPU units")) }
+}
+
+fn retention_days(text: &str) -> Result<i32, String> {
+    let days: i32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if RETENTION_DAYS.contains(&days) { Ok(days) } else { Err(format!("CloudWatch Logs keeps logs for one of {RETENTION_DAYS:?} days")) }
+}
+
+/// `90s`, `10m`, `1h`, or plain seconds.
+fn duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, "s"), |i| text.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 90s or 10m"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{text:?}: use s, m or h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_seconds_minutes_and_hours() {
+        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
+        assert!(duration("5 parsecs").is_err());
+        assert!(duration("m").is_err());
+    }
+
+    #[test]
+    fn fargate_sizes_and_retentions_are_checked() {
+        assert_eq!(fargate_cpu("512"), Ok(512));
+        assert!(fargate_cpu("300").is_err());
+        assert_eq!(retention_days("30"), Ok(30));
+        assert!(retention_days("31").is_err());
+    }
 }

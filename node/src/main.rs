@@ -29,18 +29,42 @@ struct Cli {
     #[arg(long, env = "IVS_RELAY_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
+    /// Check that a relay on this host accepts connections on --listen's port, and exit 0 if so:
+    /// the container health check, for images with no shell or curl.
+    #[arg(long)]
+    health_check: bool,
+
     #[command(flatten)]
     streaming: StreamingArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    server::init_logging();
+    server::init_logging("warn,ivs_relay=info");
     server::install_crypto_provider();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    if cli.health_check {
+        return health_check(cli.listen).await;
+    }
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ivs-relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn health_check(listen: SocketAddr) -> ExitCode {
+    let local = SocketAddr::from(([127, 0, 0, 1], listen.port()));
+    match tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::TcpStream::connect(local)).await {
+        Ok(Ok(_)) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("ivs-relay: unhealthy: nothing accepts connections on {local}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("ivs-relay: unhealthy: {local} did not accept a connection within 3 s");
             ExitCode::FAILURE
         }
     }

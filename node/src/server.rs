@@ -141,9 +141,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: info for our crates, warn for the rest).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ivs_relay=info,ivsctl=info"));
+/// Logs to stderr, filtered by `RUST_LOG` or else by `default_filter`.
+pub fn init_logging(default_filter: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -22,6 +22,7 @@ impl Moto {
         let child = Command::new(&python)
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("MOTO_RECORDER_FILEPATH", std::env::temp_dir().join(format!("moto-recording-{port}.jsonl")))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -52,5 +53,70 @@ impl Moto {
             ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ]
+    }
+
+    /// Starts recording every request moto receives (from now on).
+    pub async fn start_recording(&self) {
+        let client = reqwest::Client::new();
+        for step in ["reset-recording", "start-recording"] {
+            let response = client.post(format!("{}/moto-api/recorder/{step}", self.endpoint)).send().await.expect("moto recorder answers");
+            assert!(response.status().is_success(), "moto {step}: {}", response.status());
+        }
+    }
+
+    /// Stops recording and returns the API actions received since `start_recording`.
+    pub async fn stop_recording(&self) -> Vec<Call> {
+        let client = reqwest::Client::new();
+        client.post(format!("{}/moto-api/recorder/stop-recording", self.endpoint)).send().await.expect("moto recorder stops");
+        let text = client
+            .get(format!("{}/moto-api/recorder/download-recording", self.endpoint))
+            .send()
+            .await
+            .expect("moto recording downloads")
+            .text()
+            .await
+            .expect("recording text");
+        text.lines().filter(|l| !l.trim().is_empty()).map(Call::from_recorded).collect()
+    }
+}
+
+/// One recorded AWS API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// e.g. `CreateRole`, `DescribeServices`, or for REST APIs `POST /2015-03-31/functions`.
+    pub action: String,
+}
+
+impl Call {
+    fn from_recorded(line: &str) -> Call {
+        use base64::Engine;
+        let entry: serde_json::Value = serde_json::from_str(line).expect("recorder writes JSON lines");
+        let headers = entry["headers"].as_object().cloned().unwrap_or_default();
+        let header =
+            |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str()).map(str::to_owned);
+        if let Some(target) = header("X-Amz-Target") {
+            return Call { action: target.rsplit('.').next().unwrap_or_default().to_owned() };
+        }
+        let body = entry["body"].as_str().unwrap_or_default();
+        let body = if entry["body_encoded"].as_bool() == Some(true) {
+            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(body).unwrap_or_default()).into_owned()
+        } else {
+            body.to_owned()
+        };
+        let url = entry["url"].as_str().unwrap_or_default();
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        for pair in body.split('&').chain(query.split('&')) {
+            if let Some(action) = pair.strip_prefix("Action=") {
+                return Call { action: action.to_owned() };
+            }
+        }
+        let path = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..])).unwrap_or(url);
+        Call { action: format!("{} {}", entry["method"].as_str().unwrap_or_default(), path.split('?').next().unwrap_or_default()) }
+    }
+
+    /// Whether the call can change anything (every AWS read is a Describe/Get/List/Scan/Query or an HTTP GET).
+    pub fn writes(&self) -> bool {
+        const READS: [&str; 7] = ["Describe", "Get", "List", "BatchGet", "Scan", "Query", "GET "];
+        !READS.iter().any(|prefix| self.action.starts_with(prefix))
     }
 }

@@ -1,0 +1,136 @@
+//! `ivsctl deploy`: walk the stack's resources in dependency order; for each, read the live
+//! state, diff it against the desired one and apply the difference (or, with `--dry-run`, only
+//! report it).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::aws::Aws;
+use crate::cli::{AwsArgs, DeployArgs};
+use crate::stack::iam::RoleSpec;
+use crate::stack::task_definition::TaskSpec;
+use crate::stack::template::{self, ECS_TASKS_TRUST, EXECUTION_ROLE_POLICY, LAMBDA_ROLE_POLICY, LAMBDA_TRUST};
+use crate::stack::{Change, Mode, Names, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition};
+use crate::ui::Ui;
+
+pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
+    let mode = if args.dry_run { Mode::DryRun } else { Mode::Apply };
+    // Everything that can fail locally fails before the first AWS call.
+    let lambda_zip = lambda_package(args.lambda_bootstrap.clone())?;
+    let aws = Aws::connect(global).await?;
+    let names = Names::new(&global.stack);
+    let ui = Ui::new(global.json, mode);
+    if !global.json {
+        let what = if mode == Mode::DryRun { "plan for" } else { "deploying" };
+        println!("ivsctl: {what} stack {} in {} (account {})", names.stack, aws.region, aws.account);
+    }
+
+    let placement = network::placement(&aws, args.vpc.as_deref(), &args.subnets).await?;
+    let repository = ui.step(format!("ECR repository {}", names.repository), repository::ensure(&aws, &names, mode)).await?;
+    for group in [&names.relay_log_group, &names.lambda_log_group] {
+        ui.step(format!("log group {group}"), log_group::ensure(&aws, &names, group, args.log_retention_days, mode)).await?;
+    }
+    ui.step(format!("DynamoDB table {}", names.table), table::ensure(&aws, &names, mode)).await?;
+
+    let [execution_role, task_role, lambda_role] = roles(&aws, &names, &repository);
+    let execution_role_arn = ui.step(format!("IAM role {}", execution_role.name), iam::ensure(&aws, &names, &execution_role, mode)).await?;
+    let task_role_arn = ui.step(format!("IAM role {}", task_role.name), iam::ensure(&aws, &names, &task_role, mode)).await?;
+    let lambda_role_arn = ui.step(format!("IAM role {}", lambda_role.name), iam::ensure(&aws, &names, &lambda_role, mode)).await?;
+
+    let security_group = ui
+        .step(
+            format!("security group {}", names.security_group),
+            network::ensure_security_group(&aws, &names, &placement, args.udp_port, mode),
+        )
+        .await?;
+    let cluster_arn = ui.step(format!("ECS cluster {}", names.cluster), cluster::ensure(&aws, &names, mode)).await?;
+
+    let image = args.image.clone().unwrap_or_else(|| format!("{}:latest", repository.uri));
+    let task = TaskSpec {
+        image: &image,
+        cpu: args.cpu,
+        memory: args.memory,
+        udp_port: args.udp_port,
+        stun: &args.stun,
+        execution_role_arn: &execution_role_arn,
+        task_role_arn: &task_role_arn,
+    };
+    let task_definition_arn =
+        ui.step(format!("task definition {}", names.task_family), task_definition::ensure(&aws, &names, &task, mode)).await?;
+    let service = service::ServiceSpec {
+        task_definition: &task_definition_arn,
+        desired_count: args.tasks.map(i32::from),
+        subnets: &placement.subnets,
+        security_group: security_group.as_deref(),
+    };
+    let service_change = ui
+        .step(format!("ECS service {}", names.service), async {
+            let change = service::ensure(&aws, &names, &service, mode).await?;
+            Ok((change.clone(), change))
+        })
+        .await?;
+
+    let function = function::FunctionSpec { zip: &lambda_zip, role_arn: &lambda_role_arn, cluster_arn: &cluster_arn };
+    let function_arn = ui.step(format!("Lambda function {}", names.function), function::ensure(&aws, &names, &function, mode)).await?;
+    let rule_arn =
+        ui.step(format!("EventBridge rule {}", names.rule), rule::ensure(&aws, &names, &cluster_arn, &function_arn, mode)).await?;
+    ui.step(format!("invoke permission of {}", names.function), function::ensure_permission(&aws, &names, &rule_arn, mode)).await?;
+
+    let mut extra = json!({ "stack": names.stack.to_string(), "region": aws.region });
+    if mode == Mode::Apply && service_change != Change::Unchanged && !args.wait.no_wait {
+        let desired = service::state(&aws, &names).await?.map_or(0, |s| s.desired);
+        let bar = ui.spinner("waiting for the relay tasks");
+        let state = service::wait_until_running(&aws, &names, desired, args.wait.timeout, &bar).await;
+        bar.finish_and_clear();
+        let state = state.context("the stack is deployed but its relay tasks did not come up")?;
+        extra["service"] = json!(state);
+    }
+    ui.finish("deploy", extra);
+    Ok(())
+}
+
+/// The three roles, with their policies scoped to this stack's resources.
+fn roles(aws: &Aws, names: &Names, repository: &repository::Repository) -> [RoleSpec; 3] {
+    let account = [("account", json!(aws.account))];
+    let log_group_arn = |name: &str| aws.arn("logs", &format!("log-group:{name}"));
+    [
+        RoleSpec {
+            name: names.execution_role.clone(),
+            trust: template::render(ECS_TASKS_TRUST, &account),
+            policy: Some(template::render(
+                EXECUTION_ROLE_POLICY,
+                &[("repository_arn", json!(repository.arn)), ("relay_log_group_arn", json!(log_group_arn(&names.relay_log_group)))],
+            )),
+        },
+        RoleSpec { name: names.task_role.clone(), trust: template::render(ECS_TASKS_TRUST, &account), policy: None },
+        RoleSpec {
+            name: names.lambda_role.clone(),
+            trust: template::render(LAMBDA_TRUST, &account),
+            policy: Some(template::render(
+                LAMBDA_ROLE_POLICY,
+                &[
+                    ("table_arn", json!(aws.arn("dynamodb", &format!("table/{}", names.table)))),
+                    ("lambda_log_group_arn", json!(log_group_arn(&names.lambda_log_group))),
+                ],
+            )),
+        },
+    ]
+}
+
+/// The Lambda's deployment zip, from the `bootstrap` binary the workspace build puts next to
+/// `ivsctl` (or the one given).
+fn lambda_package(given: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+    let path = match given {
+        Some(path) => path,
+        None => std::env::current_exe().context("cannot find where ivsctl runs from")?.with_file_name("bootstrap"),
+    };
+    let binary = std::fs::read(&path).with_context(|| {
+        format!(
+            "cannot read the Lambda's bootstrap binary at {}: build it with `cargo build --release --workspace` (it lands next to ivsctl) or pass --lambda-bootstrap",
+            path.display()
+        )
+    })?;
+    Ok(ivs_ip_register::package::bootstrap_zip(&binary)?)
+}

@@ -1,0 +1,179 @@
+//! The AWS stack one `ivsctl` deployment owns. Each submodule is one kind of resource and knows
+//! how to *read* its live state, *diff* it against what the stack wants, and *apply* the
+//! difference (create, update, delete). `deploy` walks them in dependency order, `teardown` in
+//! reverse.
+//!
+//! Everything ivsctl creates carries the tag `ivsctl:stack=<name>`; a resource with one of the
+//! stack's names but without that tag is never adopted, changed or deleted.
+
+pub mod cluster;
+pub mod function;
+pub mod iam;
+pub mod log_group;
+pub mod network;
+pub mod repository;
+pub mod rule;
+pub mod service;
+pub mod table;
+pub mod task_definition;
+pub mod template;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::error::AwsError;
+
+pub const TAG_KEY: &str = "ivsctl:stack";
+
+/// A stack name: it prefixes every resource name, so it must fit all of AWS's naming rules
+/// (ECR wants lower case; IAM role names 64 characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackName(String);
+
+impl FromStr for StackName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = (1..=24).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !s.ends_with('-');
+        if valid {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err("a stack name is 1-24 characters of a-z, 0-9 and '-', starting with a letter".into())
+        }
+    }
+}
+
+impl fmt::Display for StackName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of every resource of a stack, derived from the stack name alone.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub stack: StackName,
+    pub cluster: String,
+    pub service: String,
+    pub task_family: String,
+    pub execution_role: String,
+    pub task_role: String,
+    pub lambda_role: String,
+    pub security_group: String,
+    pub relay_log_group: String,
+    pub lambda_log_group: String,
+    pub table: String,
+    pub repository: String,
+    pub function: String,
+    pub rule: String,
+}
+
+impl Names {
+    pub fn new(stack: &StackName) -> Self {
+        let s = &stack.0;
+        Self {
+            stack: stack.clone(),
+            cluster: s.clone(),
+            service: format!("{s}-relay"),
+            task_family: format!("{s}-relay"),
+            execution_role: format!("{s}-relay-execution"),
+            task_role: format!("{s}-relay-task"),
+            lambda_role: format!("{s}-ip-register"),
+            security_group: format!("{s}-relay"),
+            relay_log_group: format!("/ivsctl/{s}/relay"),
+            lambda_log_group: format!("/aws/lambda/{s}-ip-register"),
+            table: format!("{s}-relays"),
+            repository: format!("{s}-relay"),
+            function: format!("{s}-ip-register"),
+            rule: format!("{s}-ecs-task-state"),
+        }
+    }
+
+    pub fn tag_value(&self) -> &str {
+        &self.stack.0
+    }
+}
+
+/// Whether a deploy writes or only reports what it would write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    DryRun,
+    Apply,
+}
+
+/// What a step did (or, in a dry run, would do) to one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", content = "reasons", rename_all = "snake_case")]
+pub enum Change {
+    Created,
+    /// With what differed.
+    Updated(Vec<String>),
+    Unchanged,
+    Deleted,
+    /// Teardown found nothing to delete.
+    Absent,
+    /// Teardown left it alone, for the reason given (e.g. it is not this stack's).
+    Skipped(String),
+}
+
+impl Change {
+    /// `Updated` when anything differs, else `Unchanged`.
+    pub fn from_differences(differences: Vec<String>) -> Self {
+        if differences.is_empty() { Self::Unchanged } else { Self::Updated(differences) }
+    }
+
+    pub fn verb(&self, mode: Mode) -> &'static str {
+        match (self, mode) {
+            (Self::Created, Mode::Apply) => "created",
+            (Self::Created, Mode::DryRun) => "create",
+            (Self::Updated(_), Mode::Apply) => "updated",
+            (Self::Updated(_), Mode::DryRun) => "update",
+            (Self::Deleted, Mode::Apply) => "deleted",
+            (Self::Deleted, Mode::DryRun) => "delete",
+            (Self::Unchanged, _) => "unchanged",
+            (Self::Absent, _) => "absent",
+            (Self::Skipped(_), _) => "skipped",
+        }
+    }
+}
+
+/// A resource as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Observed {
+    Missing,
+    /// It has the stack's name but not its tag.
+    NotOurs,
+    Present {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// One line on its state, e.g. `ACTIVE` or `retention 30 days`.
+        detail: String,
+    },
+}
+
+impl Observed {
+    pub fn present(id: Option<String>, detail: impl Into<String>) -> Self {
+        Self::Present { id, detail: detail.into() }
+    }
+}
+
+/// The error for a resource that has one of the stack's names but not its tag.
+pub fn not_ours(resource: &str, stack: &StackName) -> AwsError {
+    AwsError::new(resource, "ownership check", "NotTagged", format!("it exists but is not tagged {TAG_KEY}={stack}"))
+}
+
+/// Teardown's answer for a resource with one of the stack's names but not its tag.
+pub fn left_alone() -> Change {
+    Change::Skipped(format!("not tagged {TAG_KEY}, so not this stack's"))
+}
+
+/// Whether `tags` (key, value pairs) mark a resource as this stack's.
+pub fn tagged<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>, names: &Names) -> bool {
+    tags.any(|(k, v)| k == TAG_KEY && v == names.tag_value())
+}

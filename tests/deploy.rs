@@ -1,0 +1,361 @@
+//! `ivsctl deploy | status | scale | teardown` against a real moto server: the stack it builds,
+//! idempotence counted in write calls, repair of hand-made changes, dry runs, side-by-side
+//! stacks, teardown that spares what isn't the stack's, and clear failures on bad input.
+
+mod common;
+
+use std::process::Output;
+
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use common::moto::Moto;
+
+/// Lines of a deploy: 13 resources and the Lambda's invoke permission.
+const RESOURCES: usize = 14;
+/// Teardown deletes the permission with its function.
+const TEARDOWN_STEPS: usize = 13;
+
+/// Runs `ivsctl` against `moto` with `args`.
+async fn ivsctl(moto: &Moto, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivsctl"));
+    command.args(args).envs(moto.env()).env_remove("IVSCTL_STACK").stdin(std::process::Stdio::null());
+    command.output().await.expect("ivsctl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(output: &Output) -> String {
+    assert!(output.status.success(), "ivsctl failed: {:?}\nstdout:\n{}\nstderr:\n{}", output.status, stdout(output), stderr(output));
+    stdout(output)
+}
+
+/// `(verb, resource)` for each resource line of a deploy or teardown.
+fn lines(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let (verb, rest) = l.split_once(' ')?;
+            let resource = rest.trim_start().split(':').next()?.to_owned();
+            Some((verb.to_owned(), resource))
+        })
+        .collect()
+}
+
+fn with_verb(out: &str, verb: &str) -> Vec<String> {
+    lines(out).into_iter().filter(|(v, _)| v == verb).map(|(_, r)| r).collect()
+}
+
+async fn deploy(moto: &Moto, stack: &str) -> String {
+    assert_ok(&ivsctl(moto, &["--stack", stack, "deploy", "--no-wait"]).await)
+}
+
+async fn status_json(moto: &Moto, stack: &str) -> serde_json::Value {
+    let out = assert_ok(&ivsctl(moto, &["--stack", stack, "--json", "status"]).await);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json is JSON ({e}):\n{out}"))
+}
+
+fn present(status: &serde_json::Value) -> Vec<String> {
+    status["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter(|r| r["state"] == "present")
+        .map(|r| r["resource"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn sg_filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+#[tokio::test]
+async fn deploy_creates_exactly_the_stack_and_a_second_deploy_writes_nothing() {
+    let moto = Moto::start().await;
+    let out = deploy(&moto, "ivs").await;
+    assert_eq!(with_verb(&out, "created").len(), RESOURCES, "every resource created:\n{out}");
+    assert!(out.contains(&format!("deploy: {RESOURCES} created")), "summary:\n{out}");
+
+    let config = moto.sdk_config().await;
+    // IAM: three roles, tagged, with the right trust.
+    let iam = aws_sdk_iam::Client::new(&config);
+    for (role, principal) in [("ivs-relay-execution", "ecs-tasks"), ("ivs-relay-task", "ecs-tasks"), ("ivs-ip-register", "lambda")] {
+        let found = iam.get_role().role_name(role).send().await.expect(role);
+        let role = found.role().expect("role");
+        assert!(role.tags().iter().any(|t| t.key() == "ivsctl:stack" && t.value() == "ivs"), "{} is tagged", role.role_name());
+        let trust =
+            percent_encoding::percent_decode_str(role.assume_role_policy_document().unwrap_or_default()).decode_utf8_lossy().into_owned();
+        assert!(trust.contains(&format!("{principal}.amazonaws.com")), "{} trusts {principal}: {trust}", role.role_name());
+    }
+    let execution_policy = iam.get_role_policy().role_name("ivs-relay-execution").policy_name("ivsctl").send().await.expect("policy");
+    let execution_policy = percent_encoding::percent_decode_str(execution_policy.policy_document()).decode_utf8_lossy().into_owned();
+    assert!(execution_policy.contains(":repository/ivs-relay"), "image pull scoped to the repository: {execution_policy}");
+    assert!(
+        iam.list_role_policies().role_name("ivs-relay-task").send().await.expect("task role").policy_names().is_empty(),
+        "task role holds nothing"
+    );
+
+    // The security group lets in exactly TCP 443 and the UDP media port.
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let groups = ec2.describe_security_groups().filters(sg_filter("tag:ivsctl:stack", "ivs")).send().await.expect("groups");
+    let [group] = groups.security_groups() else { panic!("one tagged group: {groups:?}") };
+    let mut rules: Vec<String> = group
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| {
+            let proto = p.ip_protocol().unwrap_or_default().to_owned();
+            let ports = format!("{}-{}", p.from_port().unwrap_or_default(), p.to_port().unwrap_or_default());
+            p.ip_ranges()
+                .iter()
+                .filter_map(|r| r.cidr_ip().map(str::to_owned))
+                .chain(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6().map(str::to_owned)))
+                .map(move |c| format!("{proto} {ports} {c}"))
+        })
+        .collect();
+    rules.sort();
+    assert_eq!(rules, ["tcp 443-443 0.0.0.0/0", "tcp 443-443 ::/0", "udp 50000-50000 0.0.0.0/0", "udp 50000-50000 ::/0"]);
+
+    // The registry table: on demand, TTL on expires_at.
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let table = dynamodb.describe_table().table_name("ivs-relays").send().await.expect("table");
+    let table = table.table().expect("table");
+    assert_eq!(table.billing_mode_summary().and_then(|b| b.billing_mode()).map(|m| m.as_str()), Some("PAY_PER_REQUEST"));
+    let ttl = dynamodb.describe_time_to_live().table_name("ivs-relays").send().await.expect("ttl");
+    assert_eq!(ttl.time_to_live_description().and_then(|d| d.attribute_name()), Some("expires_at"));
+
+    // ECS: the service runs the task definition, on Fargate, with public IPs in our group.
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let services = ecs.describe_services().cluster("ivs").services("ivs-relay").send().await.expect("service");
+    let service = services.services().first().expect("service exists");
+    assert_eq!(service.desired_count(), 1);
+    assert_eq!(service.launch_type().map(|l| l.as_str()), Some("FARGATE"));
+    let vpc = service.network_configuration().and_then(|n| n.awsvpc_configuration()).expect("awsvpc");
+    assert_eq!(vpc.security_groups(), [group.group_id().unwrap_or_default().to_owned()]);
+    assert_eq!(vpc.assign_public_ip().map(|a| a.as_str()), Some("ENABLED"));
+    let task =
+        ecs.describe_task_definition().task_definition(service.task_definition().unwrap_or_default()).send().await.expect("task def");
+    let container = &task.task_definition().expect("td").container_definitions()[0];
+    assert!(container.image().unwrap_or_default().ends_with(".dkr.ecr.us-east-1.amazonaws.com/ivs-relay:latest"));
+    assert_eq!(
+        container.log_configuration().and_then(|l| l.options()).and_then(|o| o.get("awslogs-group")).map(String::as_str),
+        Some("/ivsctl/ivs/relay")
+    );
+
+    // Lambda, and the rule that feeds it this cluster's task changes.
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let function = lambda.get_function().function_name("ivs-ip-register").send().await.expect("function");
+    let env = function.configuration().and_then(|c| c.environment()).and_then(|e| e.variables()).cloned().unwrap_or_default();
+    assert_eq!(env.get("REGISTRY_TABLE").map(String::as_str), Some("ivs-relays"));
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let rule = events.describe_rule().name("ivs-ecs-task-state").send().await.expect("rule");
+    assert!(rule.event_pattern().unwrap_or_default().contains(":cluster/ivs"), "pattern names the cluster");
+    let targets = events.list_targets_by_rule().rule("ivs-ecs-task-state").send().await.expect("targets");
+    assert_eq!(
+        targets.targets().iter().map(|t| t.arn()).collect::<Vec<_>>(),
+        [function.configuration().and_then(|c| c.function_arn()).unwrap_or_default()]
+    );
+
+    // Again: everything unchanged, and not one write call.
+    moto.start_recording().await;
+    let again = deploy(&moto, "ivs").await;
+    let calls = moto.stop_recording().await;
+    assert_eq!(with_verb(&again, "unchanged").len(), RESOURCES, "second deploy:\n{again}");
+    let writes: Vec<&str> = calls.iter().filter(|c| c.writes()).map(|c| c.action.as_str()).collect();
+    assert!(writes.is_empty(), "a deploy of an up-to-date stack wrote: {writes:?}");
+    assert!(calls.len() > RESOURCES, "the recorder saw the reads ({} calls)", calls.len());
+}
+
+#[tokio::test]
+async fn deploy_puts_back_only_what_was_changed_by_hand() {
+    let moto = Moto::start().await;
+    deploy(&moto, "ivs").await;
+    let config = moto.sdk_config().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    logs.delete_log_group().log_group_name("/ivsctl/ivs/relay").send().await.expect("log group deleted by hand");
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let groups = ec2.describe_security_groups().filters(sg_filter("group-name", "ivs-relay")).send().await.expect("group");
+    let group_id = groups.security_groups()[0].group_id().unwrap_or_default().to_owned();
+    let ssh = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build();
+    ec2.authorize_security_group_ingress().group_id(&group_id).ip_permissions(ssh).send().await.expect("ssh opened by hand");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let ttl_off =
+        aws_sdk_dynamodb::types::TimeToLiveSpecification::builder().enabled(false).attribute_name("expires_at").build().expect("spec");
+    dynamodb.update_time_to_live().table_name("ivs-relays").time_to_live_specification(ttl_off).send().await.expect("ttl off by hand");
+
+    let out = deploy(&moto, "ivs").await;
+    assert_eq!(with_verb(&out, "created"), ["log group /ivsctl/ivs/relay"], "{out}");
+    let mut updated = with_verb(&out, "updated");
+    updated.sort();
+    assert_eq!(updated, ["DynamoDB table ivs-relays", "security group ivs-relay"], "{out}");
+    assert!(out.contains("removed ingress tcp/22 from 0.0.0.0/0"), "the reason is given:\n{out}");
+    assert_eq!(with_verb(&out, "unchanged").len(), RESOURCES - 3, "{out}");
+
+    let groups = ec2.describe_security_groups().group_ids(&group_id).send().await.expect("group");
+    assert!(groups.security_groups()[0].ip_permissions().iter().all(|p| p.from_port() != Some(22)), "ssh closed again");
+    let ttl = dynamodb.describe_time_to_live().table_name("ivs-relays").send().await.expect("ttl");
+    assert_eq!(ttl.time_to_live_description().and_then(|d| d.time_to_live_status()).map(|s| s.as_str()), Some("ENABLED"));
+    let again = deploy(&moto, "ivs").await;
+    assert_eq!(with_verb(&again, "unchanged").len(), RESOURCES, "repaired stack is stable:\n{again}");
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_the_plan_and_writes_nothing() {
+    let moto = Moto::start().await;
+    moto.start_recording().await;
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--dry-run"]).await);
+    let calls = moto.stop_recording().await;
+    assert_eq!(with_verb(&out, "create").len(), RESOURCES, "{out}");
+    assert!(out.contains("dry run: nothing was written"), "{out}");
+    let writes: Vec<&str> = calls.iter().filter(|c| c.writes()).map(|c| c.action.as_str()).collect();
+    assert!(writes.is_empty(), "a dry run wrote: {writes:?}");
+
+    // A dry run of a change names it, and leaves it undone.
+    deploy(&moto, "ivs").await;
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--dry-run", "--tasks", "3", "--log-retention-days", "7"]).await);
+    assert!(out.contains("update     ECS service ivs-relay: desired count 1 → 3"), "{out}");
+    assert!(out.contains("retention 30 → 7 days"), "{out}");
+    let status = status_json(&moto, "ivs").await;
+    assert_eq!(status["service"]["desired"], 1);
+}
+
+#[tokio::test]
+async fn stacks_side_by_side_and_teardown_removes_only_what_is_tagged() {
+    let moto = Moto::start().await;
+    deploy(&moto, "a").await;
+    deploy(&moto, "b").await;
+    assert_eq!(present(&status_json(&moto, "a").await).len(), 13);
+
+    // Look-alikes with stack c's names but not its tag: deploy refuses them, teardown spares them.
+    let config = moto.sdk_config().await;
+    let iam = aws_sdk_iam::Client::new(&config);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    iam.create_role().role_name("c-relay-task").assume_role_policy_document(trust).send().await.expect("look-alike role");
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    logs.create_log_group().log_group_name("/ivsctl/c/relay").send().await.expect("look-alike log group");
+    let refused = ivsctl(&moto, &["--stack", "c", "deploy", "--no-wait"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("log group /ivsctl/c/relay") && stderr(&refused).contains("not tagged ivsctl:stack=c"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let out = assert_ok(&ivsctl(&moto, &["--stack", "a", "teardown", "--yes"]).await);
+    assert_eq!(with_verb(&out, "deleted").len(), TEARDOWN_STEPS, "{out}");
+    let a = status_json(&moto, "a").await;
+    assert!(present(&a).is_empty(), "stack a is gone: {a:#}");
+    let b = status_json(&moto, "b").await;
+    assert_eq!(present(&b).len(), 13, "stack b is untouched: {b:#}");
+    let b_again = deploy(&moto, "b").await;
+    assert_eq!(with_verb(&b_again, "unchanged").len(), RESOURCES, "{b_again}");
+
+    let twice = assert_ok(&ivsctl(&moto, &["--stack", "a", "teardown", "--yes"]).await);
+    assert_eq!(with_verb(&twice, "absent").len(), TEARDOWN_STEPS, "second teardown finds nothing:\n{twice}");
+
+    // Stack c's teardown deletes what c made (part of the roles and groups) and skips the look-alikes.
+    let out = assert_ok(&ivsctl(&moto, &["--stack", "c", "teardown", "--yes"]).await);
+    let mut skipped = with_verb(&out, "skipped");
+    skipped.sort();
+    assert_eq!(skipped, ["IAM role c-relay-task", "log group /ivsctl/c/relay"], "{out}");
+    iam.get_role().role_name("c-relay-task").send().await.expect("the untagged role survives");
+    let groups = logs.describe_log_groups().log_group_name_prefix("/ivsctl/c/relay").send().await.expect("groups");
+    assert_eq!(groups.log_groups().len(), 1, "the untagged log group survives");
+}
+
+#[tokio::test]
+async fn scale_sets_the_count_status_shows_the_stack_and_a_stuck_deploy_says_why() {
+    let moto = Moto::start().await;
+    deploy(&moto, "ivs").await;
+    let out = assert_ok(&ivsctl(&moto, &["scale", "--tasks", "3", "--no-wait"]).await);
+    assert!(out.contains("set to 3 (not waiting)"), "{out}");
+
+    // A relay the Lambda registered (on loopback, where nothing serves HTTPS).
+    let config = moto.sdk_config().await;
+    let registry = ivs_ip_register::registry::Registry::new(aws_sdk_dynamodb::Client::new(&config), "ivs-relays");
+    let event: ivs_ip_register::event::TaskEvent = serde_json::from_value(serde_json::json!({
+        "version": "0", "id": "1", "detail-type": "ECS Task State Change", "source": "aws.ecs", "account": "123456789012",
+        "time": "2026-11-25T10:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": { "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/ivs", "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/ivs/abc",
+                    "lastStatus": "RUNNING", "version": 3, "attachments": [] }
+    }))
+    .expect("event");
+    let ivs_ip_register::event::Decision::Running(task) =
+        ivs_ip_register::event::decide(&event, "arn:aws:ecs:us-east-1:123456789012:cluster/ivs")
+    else {
+        panic!("a RUNNING event");
+    };
+    let addresses = ivs_ip_register::network::Addresses { public_ip: Some("127.0.0.1".into()), private_ip: Some("10.0.0.9".into()) };
+    registry.record_running(&task, &addresses).await.expect("registered");
+
+    // moto reports a scaled service's tasks as running at once: the wait ends, the registry is read.
+    let out = assert_ok(&ivsctl(&moto, &["scale", "--tasks", "2"]).await);
+    assert!(out.contains("scale: 2 of 2 tasks running; the registry lists 1"), "{out}");
+
+    let status = status_json(&moto, "ivs").await;
+    assert_eq!(present(&status).len(), 13, "{status:#}");
+    assert_eq!(status["service"]["desired"], 2);
+    assert_eq!(status["relays"][0]["public_ip"], "127.0.0.1");
+    assert!(status["relays"][0]["health"].as_str().unwrap_or_default().starts_with("unreachable"), "{status:#}");
+    let text = assert_ok(&ivsctl(&moto, &["status"]).await);
+    assert!(text.contains("relay 127.0.0.1: unreachable"), "{text}");
+
+    // A new service's tasks never start in moto: a waiting deploy ends at its timeout, saying so.
+    let stuck = ivsctl(&moto, &["--stack", "slow", "deploy", "--timeout", "6s"]).await;
+    assert_eq!(stuck.status.code(), Some(1), "{}", stderr(&stuck));
+    let error = stderr(&stuck);
+    assert!(error.contains("relay tasks did not come up") && error.contains("0 of 1 tasks running after 6 s"), "{error}");
+    assert_eq!(error.trim().lines().count(), 1, "one line: {error}");
+    assert_eq!(with_verb(&stdout(&stuck), "created").len(), RESOURCES, "the stack itself was deployed");
+}
+
+/// Arguments, environment changes (empty: unset), and what the error must say.
+type Case = (Vec<&'static str>, Vec<(&'static str, String)>, &'static str);
+
+#[tokio::test]
+async fn bad_input_is_one_clear_line_and_exit_code_1() {
+    let moto = Moto::start().await;
+    let home = tempfile::tempdir().expect("home");
+    let cases: Vec<Case> = vec![
+        (vec!["--region", "nowhere-1", "status"], vec![("AWS_ENDPOINT_URL", String::new())], "unknown region \"nowhere-1\""),
+        (vec!["--endpoint-url", "http://127.0.0.1:9", "status"], vec![], "cannot reach AWS"),
+        (vec!["status"], vec![("AWS_ACCESS_KEY_ID", String::new()), ("AWS_SECRET_ACCESS_KEY", String::new())], "no usable AWS credentials"),
+        (vec!["deploy", "--cpu", "300"], vec![], "Fargate tasks take"),
+        (vec!["deploy", "--log-retention-days", "31"], vec![], "CloudWatch Logs keeps logs"),
+        (vec!["--stack", "Bad_Name", "status"], vec![], "a stack name is"),
+        (vec!["deploy", "--lambda-bootstrap", "/nonexistent/bootstrap"], vec![], "cannot read the Lambda's bootstrap"),
+        (vec!["teardown"], vec![], "pass --yes"),
+    ];
+    moto.start_recording().await;
+    for (args, env, expected) in cases {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivsctl"));
+        command.args(&args).envs(moto.env()).env("HOME", home.path()).env("AWS_CONFIG_FILE", home.path().join("none"));
+        command.env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("none")).stdin(std::process::Stdio::null());
+        for (name, value) in &env {
+            if value.is_empty() {
+                command.env_remove(name);
+            } else {
+                command.env(name, value);
+            }
+        }
+        let output = command.output().await.expect("ivsctl runs");
+        let error = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {error}");
+        assert!(error.contains(expected), "{args:?}: expected {expected:?} in {error:?}");
+        assert_eq!(error.trim().lines().count(), 1, "{args:?}: one line, got {error:?}");
+        assert!(stdout(&output).is_empty(), "{args:?}: nothing on stdout, got {:?}", stdout(&output));
+    }
+    let writes: Vec<String> = moto.stop_recording().await.into_iter().filter(|c| c.writes()).map(|c| c.action).collect();
+    // GetCallerIdentity is the only call any of them may make; it reads.
+    assert!(writes.is_empty(), "bad input wrote: {writes:?}");
+}
