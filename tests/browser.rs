@@ -13,7 +13,12 @@ use common::{Relay, free_tcp_port};
 use serde_json::Value;
 
 /// Runs `tests/browser/publish.mjs`; returns its JSON events.
+/// One Chromium at a time: on a 2-core machine, parallel 720p encoders starve each other and
+/// the rate the relay gets says more about the machine than about the relay.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn browser(args: &[&str]) -> Vec<Value> {
+    let _turn = ONE_BROWSER.lock().await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         dir.join("node_modules/playwright-core").exists(),
