@@ -83,6 +83,8 @@ pub struct Aws {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub ivs: aws_sdk_ivs::Client,
 }
 
 impl Aws {
@@ -132,6 +134,8 @@ impl Aws {
             dynamodb: aws_sdk_dynamodb::Client::new(&config),
             lambda: aws_sdk_lambda::Client::new(&config),
             events: aws_sdk_eventbridge::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+            ivs: aws_sdk_ivs::Client::new(&config),
         })
     }
 

@@ -58,7 +58,7 @@ pub enum Command {
     /// Create the stack, or bring every resource of it back to what it should be.
     Deploy(DeployArgs),
     /// Show every resource of the stack, the service's tasks and the running relays.
-    Status,
+    Status(StatusArgs),
     /// Set how many relay tasks run, and wait until they do.
     Scale(ScaleArgs),
     /// Delete every resource tagged with the stack's name, in dependency order.
@@ -121,12 +121,44 @@ pub struct DeployArgs {
     #[arg(long, value_delimiter = ',')]
     pub subnets: Vec<String>,
 
+    /// Create an Amazon IVS channel for the stack (later deploys keep it) and make it the relay's
+    /// default destination; its stream key stays in SSM Parameter Store.
+    #[arg(long)]
+    pub ivs: bool,
+
+    /// Use this existing IVS channel instead (ivsctl never changes or deletes it).
+    #[arg(long, value_name = "ARN")]
+    pub ivs_channel: Option<String>,
+
+    /// Type of a channel ivsctl creates.
+    #[arg(long, default_value = "STANDARD", value_parser = ["STANDARD", "BASIC", "ADVANCED_SD", "ADVANCED_HD"])]
+    pub channel_type: String,
+
+    /// Latency mode of a channel ivsctl creates.
+    #[arg(long, default_value = "LOW", value_parser = ["LOW", "NORMAL"])]
+    pub latency_mode: String,
+
+    /// Replace the stack's WHIP bearer token with a new one (running relays get it on their next start).
+    #[arg(long)]
+    pub rotate_token: bool,
+
     /// The Lambda's `bootstrap` binary (default: next to this ivsctl, where the workspace build puts it).
     #[arg(long, env = "IVSCTL_LAMBDA_BOOTSTRAP")]
     pub lambda_bootstrap: Option<PathBuf>,
 
     #[command(flatten)]
     pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Also print the WHIP bearer token web pages and clients must send.
+    #[arg(long)]
+    pub show_token: bool,
+
+    /// Also print the IVS stream key (anyone with it can broadcast on the channel).
+    #[arg(long)]
+    pub show_stream_key: bool,
 }
 
 #[derive(Debug, Args)]

@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Local(args) => commands::local::run(args).await,
         Command::Deploy(args) => commands::deploy::run(&cli.aws, args).await,
-        Command::Status => commands::status::run(&cli.aws).await,
+        Command::Status(args) => commands::status::run(&cli.aws, args).await,
         Command::Scale(args) => commands::scale::run(&cli.aws, args).await,
         Command::Teardown(args) => commands::teardown::run(&cli.aws, args).await,
     };

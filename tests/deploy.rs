@@ -9,10 +9,14 @@ use std::process::Output;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 use common::moto::Moto;
 
-/// Lines of a deploy: 13 resources and the Lambda's invoke permission.
-const RESOURCES: usize = 14;
+/// Lines of a deploy: 14 resources (with the token's SSM parameter) and the Lambda's invoke permission.
+const RESOURCES: usize = 15;
 /// Teardown deletes the permission with its function.
-const TEARDOWN_STEPS: usize = 13;
+const TEARDOWN_STEPS: usize = 14;
+/// Teardown also looks for the IVS channel's two parameters, absent in a stack without IVS.
+const TEARDOWN_LINES: usize = TEARDOWN_STEPS + 2;
+/// What `status` lists for a stack without IVS.
+const STATUS_RESOURCES: usize = 14;
 
 /// Runs `ivsctl` against `moto` with `args`.
 async fn ivsctl(moto: &Moto, args: &[&str]) -> Output {
@@ -234,7 +238,7 @@ async fn stacks_side_by_side_and_teardown_removes_only_what_is_tagged() {
     let moto = Moto::start().await;
     deploy(&moto, "a").await;
     deploy(&moto, "b").await;
-    assert_eq!(present(&status_json(&moto, "a").await).len(), 13);
+    assert_eq!(present(&status_json(&moto, "a").await).len(), STATUS_RESOURCES);
 
     // Look-alikes with stack c's names but not its tag: deploy refuses them, teardown spares them.
     let config = moto.sdk_config().await;
@@ -256,12 +260,12 @@ async fn stacks_side_by_side_and_teardown_removes_only_what_is_tagged() {
     let a = status_json(&moto, "a").await;
     assert!(present(&a).is_empty(), "stack a is gone: {a:#}");
     let b = status_json(&moto, "b").await;
-    assert_eq!(present(&b).len(), 13, "stack b is untouched: {b:#}");
+    assert_eq!(present(&b).len(), STATUS_RESOURCES, "stack b is untouched: {b:#}");
     let b_again = deploy(&moto, "b").await;
     assert_eq!(with_verb(&b_again, "unchanged").len(), RESOURCES, "{b_again}");
 
     let twice = assert_ok(&ivsctl(&moto, &["--stack", "a", "teardown", "--yes"]).await);
-    assert_eq!(with_verb(&twice, "absent").len(), TEARDOWN_STEPS, "second teardown finds nothing:\n{twice}");
+    assert_eq!(with_verb(&twice, "absent").len(), TEARDOWN_LINES, "second teardown finds nothing:\n{twice}");
 
     // Stack c's teardown deletes what c made (part of the roles and groups) and skips the look-alikes.
     let out = assert_ok(&ivsctl(&moto, &["--stack", "c", "teardown", "--yes"]).await);
@@ -303,7 +307,7 @@ async fn scale_sets_the_count_status_shows_the_stack_and_a_stuck_deploy_says_why
     assert!(out.contains("scale: 2 of 2 tasks running; the registry lists 1"), "{out}");
 
     let status = status_json(&moto, "ivs").await;
-    assert_eq!(present(&status).len(), 13, "{status:#}");
+    assert_eq!(present(&status).len(), STATUS_RESOURCES, "{status:#}");
     assert_eq!(status["service"]["desired"], 2);
     assert_eq!(status["relays"][0]["public_ip"], "127.0.0.1");
     assert!(status["relays"][0]["health"].as_str().unwrap_or_default().starts_with("unreachable"), "{status:#}");
@@ -358,4 +362,72 @@ async fn bad_input_is_one_clear_line_and_exit_code_1() {
     let writes: Vec<String> = moto.stop_recording().await.into_iter().filter(|c| c.writes()).map(|c| c.action).collect();
     // GetCallerIdentity is the only call any of them may make; it reads.
     assert!(writes.is_empty(), "bad input wrote: {writes:?}");
+}
+
+#[tokio::test]
+async fn deploy_with_ivs_keeps_the_stream_key_and_token_in_ssm_and_out_of_sight() {
+    let moto = Moto::start().await;
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--ivs", "--no-wait"]).await);
+    assert_eq!(with_verb(&out, "created").len(), RESOURCES + 3, "channel and two more parameters:\n{out}");
+    let config = moto.sdk_config().await;
+
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let mut secrets = Vec::new();
+    for name in ["/ivsctl/ivs/token", "/ivsctl/ivs/destination"] {
+        let found = ssm.get_parameter().name(name).with_decryption(true).send().await.expect(name);
+        let parameter = found.parameter().expect("parameter");
+        assert_eq!(parameter.r#type().map(|t| t.as_str()), Some("SecureString"), "{name}");
+        secrets.push(parameter.value().unwrap_or_default().to_owned());
+    }
+    let (token, destination) = (secrets[0].clone(), secrets[1].clone());
+    assert_eq!(token.len(), 64, "a 256-bit token");
+    let stream_key = destination.rsplit_once("/app/").map(|(_, k)| k.to_owned()).expect("rtmps://ingest:443/app/KEY");
+    assert!(destination.starts_with("rtmps://") && destination.contains(":443/app/sk_"), "IVS destination");
+
+    // The task definition points at the parameters and holds neither secret.
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let task = ecs.describe_task_definition().task_definition("ivs-relay").send().await.expect("task definition");
+    let container = &task.task_definition().expect("td").container_definitions()[0];
+    let mut refs: Vec<(String, String)> = container.secrets().iter().map(|s| (s.name().to_owned(), s.value_from().to_owned())).collect();
+    refs.sort();
+    assert_eq!(
+        refs,
+        [
+            ("IVS_RELAY_DESTINATION".to_owned(), "arn:aws:ssm:us-east-1:123456789012:parameter/ivsctl/ivs/destination".to_owned()),
+            ("IVS_RELAY_TOKEN".to_owned(), "arn:aws:ssm:us-east-1:123456789012:parameter/ivsctl/ivs/token".to_owned()),
+        ]
+    );
+    let text = format!("{task:?}");
+    assert!(!text.contains(&token) && !text.contains(&stream_key), "no secret in the task definition");
+    assert!(container.environment().iter().any(|e| e.name() == Some("IVS_RELAY_PLAYBACK_URL")), "playback URL for the web app");
+    let iam = aws_sdk_iam::Client::new(&config);
+    let policy = iam.get_role_policy().role_name("ivs-relay-execution").policy_name("ivsctl").send().await.expect("policy");
+    let policy = percent_encoding::percent_decode_str(policy.policy_document()).decode_utf8_lossy().into_owned();
+    assert!(policy.contains("parameter/ivsctl/ivs/token") && policy.contains("parameter/ivsctl/ivs/destination"), "{policy}");
+
+    // status: the playback URL, never a secret unless asked.
+    let status = assert_ok(&ivsctl(&moto, &["status"]).await);
+    assert!(status.contains("playback: https://"), "{status}");
+    assert!(!status.contains(&token) && !status.contains(&stream_key), "status shows no secret:\n{status}");
+    let json = status_json(&moto, "ivs").await;
+    assert!(!json.to_string().contains(&token) && !json.to_string().contains(&stream_key));
+    let shown = assert_ok(&ivsctl(&moto, &["status", "--show-token", "--show-stream-key"]).await);
+    assert!(shown.contains(&format!("token: {token}")) && shown.contains(&format!("stream key: {stream_key}")), "{shown}");
+    for output in [&out, &status] {
+        assert!(!output.contains(&token) && !output.contains(&stream_key));
+    }
+
+    // Unchanged again (IVS remembered without --ivs); then a rotated token.
+    let again = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait"]).await);
+    assert_eq!(with_verb(&again, "unchanged").len(), RESOURCES + 3, "{again}");
+    let rotated = assert_ok(&ivsctl(&moto, &["deploy", "--rotate-token", "--no-wait"]).await);
+    assert_eq!(with_verb(&rotated, "updated"), ["SSM parameter /ivsctl/ivs/token"], "{rotated}");
+    let new_token = ssm.get_parameter().name("/ivsctl/ivs/token").with_decryption(true).send().await.expect("token");
+    assert_ne!(new_token.parameter().and_then(|p| p.value()), Some(token.as_str()));
+
+    // Teardown deletes the channel ivsctl made and every parameter.
+    let down = assert_ok(&ivsctl(&moto, &["teardown", "--yes"]).await);
+    assert_eq!(with_verb(&down, "deleted").len(), TEARDOWN_STEPS + 3, "{down}");
+    let ivs = aws_sdk_ivs::Client::new(&config);
+    assert!(ivs.list_channels().send().await.expect("channels").channels().is_empty(), "the channel is gone");
 }

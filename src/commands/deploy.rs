@@ -9,7 +9,9 @@ use serde_json::json;
 
 use crate::aws::Aws;
 use crate::cli::{AwsArgs, DeployArgs};
+use crate::stack::channel::{self, Channel, ChannelSpec};
 use crate::stack::iam::RoleSpec;
+use crate::stack::parameter::{self, Kind, Wanted};
 use crate::stack::task_definition::TaskSpec;
 use crate::stack::template::{self, ECS_TASKS_TRUST, EXECUTION_ROLE_POLICY, LAMBDA_ROLE_POLICY, LAMBDA_TRUST};
 use crate::stack::{Change, Mode, Names, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition};
@@ -33,8 +35,9 @@ pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
         ui.step(format!("log group {group}"), log_group::ensure(&aws, &names, group, args.log_retention_days, mode)).await?;
     }
     ui.step(format!("DynamoDB table {}", names.table), table::ensure(&aws, &names, mode)).await?;
+    let secrets = secrets(&aws, &names, &args, &ui, mode).await?;
 
-    let [execution_role, task_role, lambda_role] = roles(&aws, &names, &repository);
+    let [execution_role, task_role, lambda_role] = roles(&aws, &names, &repository, &secrets.parameter_arns());
     let execution_role_arn = ui.step(format!("IAM role {}", execution_role.name), iam::ensure(&aws, &names, &execution_role, mode)).await?;
     let task_role_arn = ui.step(format!("IAM role {}", task_role.name), iam::ensure(&aws, &names, &task_role, mode)).await?;
     let lambda_role_arn = ui.step(format!("IAM role {}", lambda_role.name), iam::ensure(&aws, &names, &lambda_role, mode)).await?;
@@ -56,6 +59,8 @@ pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
         stun: &args.stun,
         execution_role_arn: &execution_role_arn,
         task_role_arn: &task_role_arn,
+        environment: secrets.playback_url.iter().map(|url| ("IVS_RELAY_PLAYBACK_URL", url.clone())).collect(),
+        secrets: secrets.task_secrets.clone(),
     };
     let task_definition_arn =
         ui.step(format!("task definition {}", names.task_family), task_definition::ensure(&aws, &names, &task, mode)).await?;
@@ -91,8 +96,69 @@ pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the relay task gets from SSM, and the channel's playback URL.
+struct Secrets {
+    /// Variable name → parameter ARN.
+    task_secrets: Vec<(&'static str, String)>,
+    playback_url: Option<String>,
+}
+
+impl Secrets {
+    fn parameter_arns(&self) -> Vec<String> {
+        self.task_secrets.iter().map(|(_, arn)| arn.clone()).collect()
+    }
+}
+
+/// The WHIP token and, when the stack uses IVS, the channel and its destination: each an SSM
+/// parameter the task reads at start.
+async fn secrets(aws: &Aws, names: &Names, args: &DeployArgs, ui: &Ui, mode: Mode) -> anyhow::Result<Secrets> {
+    let token = parameter::new_token();
+    let first_token = || token.clone();
+    let wanted = if args.rotate_token { Wanted::Replace(&token) } else { Wanted::Keep { make: &first_token } };
+    ui.step(format!("SSM parameter {}", Kind::Token.name(names)), parameter::ensure(aws, names, Kind::Token, wanted, mode)).await?;
+    let mut secrets = Secrets { task_secrets: vec![("IVS_RELAY_TOKEN", Kind::Token.arn(aws, names))], playback_url: None };
+
+    let recorded = parameter::value(aws, names, Kind::Channel).await?;
+    let channel_arn = args.ivs_channel.clone().or(recorded.clone());
+    if !args.ivs && channel_arn.is_none() {
+        return Ok(secrets);
+    }
+    let spec = ChannelSpec { channel_type: args.channel_type.clone(), latency_mode: args.latency_mode.clone() };
+    let channel_label = format!("IVS channel {}", channel_arn.as_deref().unwrap_or(&names.stack.to_string()));
+    let channel = ui.step(channel_label, channel::ensure(aws, names, channel_arn.as_deref(), &spec, mode)).await?;
+    let arn = channel.as_ref().map_or_else(|| "(new channel)".to_owned(), |c| c.arn.clone());
+    ui.step(
+        format!("SSM parameter {}", Kind::Channel.name(names)),
+        parameter::ensure(aws, names, Kind::Channel, Wanted::Value(&arn), mode),
+    )
+    .await?;
+
+    // The stream key is known when the channel was just made; otherwise read it only when the
+    // destination must be (re)written: missing, or the stack now uses another channel.
+    let same_channel = recorded.as_deref() == Some(arn.as_str());
+    let has_destination = parameter::value(aws, names, Kind::Destination).await?.is_some();
+    let destination = match &channel {
+        Some(c) if c.stream_key.is_some() => c.destination(),
+        Some(c) if !(same_channel && has_destination) => {
+            let key = channel::stream_key(aws, c).await?;
+            Some(Channel { stream_key: Some(key), ..c.clone() }.destination().unwrap_or_default())
+        }
+        _ => None,
+    };
+    let placeholder = || "(from the new channel)".to_owned();
+    let wanted = match &destination {
+        Some(url) => Wanted::Value(url),
+        None => Wanted::Keep { make: &placeholder },
+    };
+    ui.step(format!("SSM parameter {}", Kind::Destination.name(names)), parameter::ensure(aws, names, Kind::Destination, wanted, mode))
+        .await?;
+    secrets.task_secrets.push(("IVS_RELAY_DESTINATION", Kind::Destination.arn(aws, names)));
+    secrets.playback_url = channel.map(|c| c.playback_url);
+    Ok(secrets)
+}
+
 /// The three roles, with their policies scoped to this stack's resources.
-fn roles(aws: &Aws, names: &Names, repository: &repository::Repository) -> [RoleSpec; 3] {
+fn roles(aws: &Aws, names: &Names, repository: &repository::Repository, secret_arns: &[String]) -> [RoleSpec; 3] {
     let account = [("account", json!(aws.account))];
     let log_group_arn = |name: &str| aws.arn("logs", &format!("log-group:{name}"));
     [
@@ -101,7 +167,11 @@ fn roles(aws: &Aws, names: &Names, repository: &repository::Repository) -> [Role
             trust: template::render(ECS_TASKS_TRUST, &account),
             policy: Some(template::render(
                 EXECUTION_ROLE_POLICY,
-                &[("repository_arn", json!(repository.arn)), ("relay_log_group_arn", json!(log_group_arn(&names.relay_log_group)))],
+                &[
+                    ("repository_arn", json!(repository.arn)),
+                    ("relay_log_group_arn", json!(log_group_arn(&names.relay_log_group))),
+                    ("secret_parameter_arns", json!(secret_arns)),
+                ],
             )),
         },
         RoleSpec { name: names.task_role.clone(), trust: template::render(ECS_TASKS_TRUST, &account), policy: None },

@@ -6,9 +6,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::aws::Aws;
-use crate::cli::AwsArgs;
+use crate::cli::{AwsArgs, StatusArgs};
+use crate::stack::parameter::{self, Kind};
 use crate::stack::service::ServiceState;
-use crate::stack::{Names, Observed, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition};
+use crate::stack::{
+    Names, Observed, channel, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition,
+};
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -20,6 +23,14 @@ struct Report {
     relays: Vec<Relay>,
     /// The web app of the first healthy relay.
     web_url: Option<String>,
+    /// Where viewers watch the stack's IVS channel.
+    playback_url: Option<String>,
+    /// Only with --show-token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    /// Only with --show-stream-key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_key: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,7 +54,7 @@ pub struct Relay {
     pub sessions: Option<u64>,
 }
 
-pub async fn run(global: &AwsArgs) -> anyhow::Result<()> {
+pub async fn run(global: &AwsArgs, args: StatusArgs) -> anyhow::Result<()> {
     let aws = Aws::connect(global).await?;
     let names = Names::new(&global.stack);
     let n = &names;
@@ -77,7 +88,28 @@ pub async fn run(global: &AwsArgs) -> anyhow::Result<()> {
         Resource { resource: format!("Lambda function {}", n.function), observed: function? },
         Resource { resource: format!("EventBridge rule {}", n.rule), observed: rule? },
     ];
+    let mut resources = resources;
     let table_present = matches!(resources[3].observed, Observed::Present { .. });
+    resources.push(Resource {
+        resource: format!("SSM parameter {}", Kind::Token.name(n)),
+        observed: parameter::observe(&aws, n, Kind::Token).await?,
+    });
+    let mut playback_url = None;
+    let mut stream_key = None;
+    if let Some(arn) = parameter::value(&aws, n, Kind::Channel).await? {
+        let (observed, url) = channel::observe(&aws, n, &arn).await?;
+        playback_url = url;
+        resources.push(Resource { resource: format!("IVS channel {arn}"), observed });
+        for kind in [Kind::Channel, Kind::Destination] {
+            resources
+                .push(Resource { resource: format!("SSM parameter {}", kind.name(n)), observed: parameter::observe(&aws, n, kind).await? });
+        }
+        if args.show_stream_key {
+            let destination = parameter::value(&aws, n, Kind::Destination).await?.unwrap_or_default();
+            stream_key = destination.rsplit_once("/app/").map(|(_, key)| key.to_owned());
+        }
+    }
+    let token = if args.show_token { parameter::value(&aws, n, Kind::Token).await? } else { None };
     let relays = if table_present { relays(&aws, &names).await? } else { Vec::new() };
     let web_url = relays.iter().find(|r| r.health == "ok").and_then(|r| r.public_ip.as_ref()).map(|ip| format!("https://{ip}/"));
     let report = Report {
@@ -88,6 +120,9 @@ pub async fn run(global: &AwsArgs) -> anyhow::Result<()> {
         service: service::state(&aws, &names).await?,
         relays,
         web_url,
+        playback_url,
+        token,
+        stream_key,
     };
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -188,6 +223,15 @@ fn print(report: &Report) {
     match &report.web_url {
         Some(url) => println!("web app: {url}"),
         None => println!("web app: no healthy relay yet"),
+    }
+    if let Some(url) = &report.playback_url {
+        println!("playback: {url}");
+    }
+    if let Some(token) = &report.token {
+        println!("token: {token}");
+    }
+    if let Some(key) = &report.stream_key {
+        println!("stream key: {key}");
     }
 }
 

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::aws::Aws;
 use crate::cli::{AwsArgs, TeardownArgs};
-use crate::stack::{Mode, Names, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition};
+use crate::stack::parameter::{self, Kind};
+use crate::stack::{Mode, Names, channel, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition};
 use crate::ui::Ui;
 
 pub async fn run(global: &AwsArgs, args: TeardownArgs) -> anyhow::Result<()> {
@@ -27,6 +28,12 @@ pub async fn run(global: &AwsArgs, args: TeardownArgs) -> anyhow::Result<()> {
     ui.step(format!("ECS cluster {}", n.cluster), cluster::remove(&aws, n, mode)).await?;
     ui.step(format!("security group {}", n.security_group), network::remove_security_group(&aws, n, mode)).await?;
     ui.step(format!("DynamoDB table {}", n.table), table::remove(&aws, n, mode)).await?;
+    if let Some(arn) = parameter::value(&aws, n, Kind::Channel).await? {
+        ui.step(format!("IVS channel {arn}"), channel::remove(&aws, n, Some(&arn), mode)).await?;
+    }
+    for kind in [Kind::Destination, Kind::Channel, Kind::Token] {
+        ui.step(format!("SSM parameter {}", kind.name(n)), parameter::remove(&aws, n, kind, mode)).await?;
+    }
     for group in [&n.relay_log_group, &n.lambda_log_group] {
         ui.step(format!("log group {group}"), log_group::remove(&aws, n, group, mode)).await?;
     }

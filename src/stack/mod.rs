@@ -6,11 +6,13 @@
 //! Everything ivsctl creates carries the tag `ivsctl:stack=<name>`; a resource with one of the
 //! stack's names but without that tag is never adopted, changed or deleted.
 
+pub mod channel;
 pub mod cluster;
 pub mod function;
 pub mod iam;
 pub mod log_group;
 pub mod network;
+pub mod parameter;
 pub mod repository;
 pub mod rule;
 pub mod service;

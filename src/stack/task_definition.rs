@@ -25,6 +25,10 @@ pub struct TaskSpec<'a> {
     pub stun: &'a str,
     pub execution_role_arn: &'a str,
     pub task_role_arn: &'a str,
+    /// Environment besides the template's, e.g. the IVS playback URL.
+    pub environment: Vec<(&'static str, String)>,
+    /// Variable name → ARN of the SSM parameter ECS reads it from at start.
+    pub secrets: Vec<(&'static str, String)>,
 }
 
 /// The part of a task definition ivsctl sets, in ECS's JSON shape (as `aws ecs
@@ -119,7 +123,14 @@ impl Document {
                 ("region", json!(aws.region)),
             ],
         );
-        serde_json::from_value::<Document>(rendered).expect("templates/task-definition.json has the Document shape").normalized()
+        let mut document = serde_json::from_value::<Document>(rendered).expect("templates/task-definition.json has the Document shape");
+        if let Some(relay) = document.container_definitions.first_mut() {
+            relay
+                .environment
+                .extend(spec.environment.iter().map(|(name, value)| NameValue { name: (*name).to_owned(), value: value.clone() }));
+            relay.secrets.extend(spec.secrets.iter().map(|(name, arn)| SecretRef { name: (*name).to_owned(), value_from: arn.clone() }));
+        }
+        document.normalized()
     }
 
     /// ECS may return lists in another order than they were registered in.
