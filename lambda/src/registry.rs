@@ -36,7 +36,7 @@ pub enum Write {
 }
 
 /// A running relay, as `ivsctl status` and the web app read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RelayEntry {
     pub task_arn: String,
     pub public_ip: Option<String>,

@@ -37,7 +37,7 @@ pub async fn run(global: &AwsArgs, args: ScaleArgs) -> anyhow::Result<()> {
     } else {
         println!("scale: {} of {count} tasks running; the registry lists {}", state.running, registered.len());
         for relay in &registered {
-            println!("  {} {}", relay.public_ip.as_deref().unwrap_or("(no public IP)"), relay.health);
+            println!("  {} {}", relay.entry.public_ip.as_deref().unwrap_or("(no public IP)"), relay.health);
         }
     }
     Ok(())

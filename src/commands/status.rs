@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ivs_ip_register::registry::RelayEntry;
 use serde::Serialize;
 
 use crate::aws::Aws;
@@ -40,15 +41,11 @@ struct Resource {
     observed: Observed,
 }
 
+/// A registered relay and what its `/healthz` said.
 #[derive(Debug, Serialize)]
 pub struct Relay {
-    pub task_arn: String,
-    pub public_ip: Option<String>,
-    pub private_ip: Option<String>,
-    pub availability_zone: Option<String>,
-    pub started_at: Option<String>,
-    pub revision: Option<u64>,
-    pub note: Option<String>,
+    #[serde(flatten)]
+    pub entry: RelayEntry,
     /// `ok`, `draining`, or why the probe failed.
     pub health: String,
     pub sessions: Option<u64>,
@@ -111,7 +108,7 @@ pub async fn run(global: &AwsArgs, args: StatusArgs) -> anyhow::Result<()> {
     }
     let token = if args.show_token { parameter::value(&aws, n, Kind::Token).await? } else { None };
     let relays = if table_present { relays(&aws, &names).await? } else { Vec::new() };
-    let web_url = relays.iter().find(|r| r.health == "ok").and_then(|r| r.public_ip.as_ref()).map(|ip| format!("https://{ip}/"));
+    let web_url = relays.iter().find(|r| r.health == "ok").and_then(|r| r.entry.public_ip.as_ref()).map(|ip| format!("https://{ip}/"));
     let report = Report {
         stack: names.stack.to_string(),
         region: aws.region.clone(),
@@ -146,21 +143,11 @@ pub async fn relays(aws: &Aws, names: &Names) -> anyhow::Result<Vec<Relay>> {
                 None => ("no public address".to_owned(), None),
                 Some(ip) => probe(&client, ip).await,
             };
-            Relay {
-                task_arn: entry.task_arn,
-                public_ip: entry.public_ip,
-                private_ip: entry.private_ip,
-                availability_zone: entry.availability_zone,
-                started_at: entry.started_at,
-                revision: entry.revision,
-                note: entry.note,
-                health,
-                sessions,
-            }
+            Relay { entry, health, sessions }
         });
     }
     let mut relays = probes.join_all().await;
-    relays.sort_by(|a, b| a.task_arn.cmp(&b.task_arn));
+    relays.sort_by(|a, b| a.entry.task_arn.cmp(&b.entry.task_arn));
     Ok(relays)
 }
 
@@ -215,10 +202,10 @@ fn print(report: &Report) {
         println!("relays: none registered");
     }
     for relay in &report.relays {
-        let address = relay.public_ip.as_deref().unwrap_or("no public IP");
+        let address = relay.entry.public_ip.as_deref().unwrap_or("no public IP");
         let sessions = relay.sessions.map(|n| format!(", {n} session(s)")).unwrap_or_default();
-        let note = relay.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-        println!("relay {address}: {}{sessions}{note}  task {}", relay.health, short(&relay.task_arn));
+        let note = relay.entry.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        println!("relay {address}: {}{sessions}{note}  task {}", relay.health, short(&relay.entry.task_arn));
     }
     match &report.web_url {
         Some(url) => println!("web app: {url}"),
