@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::destination::{Destination, Secret};
+use crate::dns::{Dns, NameServer};
 
 /// Flags of the streaming path, the same for the deployed relay and `ivsctl local`.
 #[derive(Debug, Clone, Args)]
@@ -33,6 +34,10 @@ pub struct StreamingArgs {
     /// Extra CA certificates (PEM) trusted for rtmps:// ingests, besides the bundled web PKI roots.
     #[arg(long, env = "IVS_RELAY_INGEST_CA")]
     pub ingest_ca: Option<PathBuf>,
+
+    /// DNS server(s) for ingest and STUN host names, as IP or IP:PORT (default: /etc/resolv.conf).
+    #[arg(long = "nameserver", env = "IVS_RELAY_NAMESERVER", value_delimiter = ',')]
+    pub nameservers: Vec<NameServer>,
 
     /// The one UDP port all WebRTC media uses.
     #[arg(long, env = "IVS_RELAY_UDP_PORT", default_value_t = 50000)]
@@ -87,6 +92,7 @@ pub struct RelayConfig {
     pub allow_client_destination: bool,
     pub allow_private_destinations: bool,
     pub ingest_tls: Arc<rustls::ClientConfig>,
+    pub dns: Dns,
     pub udp_port: u16,
     pub public_ip: Option<IpAddr>,
     pub stun: Option<String>,
@@ -117,6 +123,7 @@ impl RelayConfig {
             allow_client_destination: args.allow_client_destination,
             allow_private_destinations: args.allow_private_destinations,
             ingest_tls: ingest_tls_config(args.ingest_ca.as_deref())?,
+            dns: Dns::new(&args.nameservers),
             udp_port: args.udp_port,
             public_ip: args.public_ip,
             stun: args.stun,

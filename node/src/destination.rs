@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::dns::Dns;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DestinationError {
@@ -186,13 +188,11 @@ pub fn is_public(ip: IpAddr) -> bool {
 
 /// Resolves an ingest's host and applies `policy`; the addresses returned are the ones to
 /// connect to.
-pub async fn resolve(target: &RtmpTarget, policy: AddressPolicy) -> Result<Vec<SocketAddr>, DestinationError> {
-    let unresolvable = |reason: String| DestinationError::Unresolvable { host: target.host.clone(), reason };
-    let addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host((target.host.as_str(), target.port)).await.map_err(|e| unresolvable(e.to_string()))?.collect();
-    if addrs.is_empty() {
-        return Err(unresolvable("no addresses".into()));
-    }
+pub async fn resolve(dns: &Dns, target: &RtmpTarget, policy: AddressPolicy) -> Result<Vec<SocketAddr>, DestinationError> {
+    let addrs = dns
+        .resolve(&target.host, target.port)
+        .await
+        .map_err(|e| DestinationError::Unresolvable { host: target.host.clone(), reason: e.to_string() })?;
     if policy == AddressPolicy::PublicOnly
         && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
     {
@@ -272,7 +272,8 @@ mod tests {
     #[tokio::test]
     async fn a_client_destination_resolving_to_loopback_is_refused() {
         let Ok(Destination::Rtmp(t)) = parse("rtmp://localhost:1935/app/key") else { panic!("parse") };
-        assert!(matches!(resolve(&t, AddressPolicy::PublicOnly).await, Err(DestinationError::PrivateAddress { .. })));
-        assert!(resolve(&t, AddressPolicy::Any).await.is_ok());
+        let dns = Dns::new(&[]);
+        assert!(matches!(resolve(&dns, &t, AddressPolicy::PublicOnly).await, Err(DestinationError::PrivateAddress { .. })));
+        assert!(resolve(&dns, &t, AddressPolicy::Any).await.is_ok());
     }
 }

@@ -4,6 +4,7 @@
 //! Layout:
 //! * `media` — the sans-IO core: RTP → FLV tags (H.264 remux, Opus → AAC, one timeline).
 //! * `destination` — where a session publishes; parsing, redaction, and what clients may choose.
+//! * `dns` — host names resolved in Rust (the static binary runs with no C resolver).
 //! * `sink` — writing tags out: RTMP/RTMPS with reconnects, or an FLV file.
 //! * `session` — one publisher: the WebRTC peer, the core and the sink, and their lifecycle.
 //! * `whip` — the HTTP surface (RFC 9725), auth, CORS, the web app, health and metrics.
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod destination;
+pub mod dns;
 pub mod media;
 pub mod metrics;
 pub mod offer;

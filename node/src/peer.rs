@@ -21,6 +21,8 @@ use webrtc::interceptor::registry::Registry;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType};
 use webrtc::rtp_transceiver::{PayloadType, RTCPFeedback};
 
+use crate::dns::Dns;
+
 /// ICE gives up on a silent peer after `DISCONNECTED` + `FAILED`.
 const ICE_DISCONNECTED: Duration = Duration::from_secs(3);
 const ICE_FAILED: Duration = Duration::from_secs(4);
@@ -106,14 +108,18 @@ pub async fn build_api(ice: &IceSettings) -> anyhow::Result<API> {
 }
 
 /// Asks a STUN server which address our UDP traffic comes from (for --stun).
-pub async fn discover_public_ip(stun_server: &str) -> anyhow::Result<IpAddr> {
+pub async fn discover_public_ip(dns: &Dns, stun_server: &str) -> anyhow::Result<IpAddr> {
     use webrtc::stun::agent::TransactionId;
     use webrtc::stun::message::{BINDING_REQUEST, Getter, Message};
     use webrtc::stun::xoraddr::XorMappedAddress;
 
-    let server = tokio::net::lookup_host(stun_server)
+    let (host, port) = stun_server.rsplit_once(':').with_context(|| format!("STUN server {stun_server:?} is not HOST:PORT"))?;
+    let port = port.parse().with_context(|| format!("STUN server {stun_server:?} has no valid port"))?;
+    let server = dns
+        .resolve(host, port)
         .await
         .with_context(|| format!("cannot resolve STUN server {stun_server}"))?
+        .into_iter()
         .find(SocketAddr::is_ipv4)
         .with_context(|| format!("STUN server {stun_server} has no IPv4 address"))?;
     let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;

@@ -101,6 +101,7 @@ impl Relay {
             policy,
             aac_bitrate: self.config.aac_bitrate,
             tls: self.config.ingest_tls.clone(),
+            dns: self.config.dns.clone(),
             metrics: self.metrics.clone(),
         };
         let relay = Arc::downgrade(self);

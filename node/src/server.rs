@@ -46,7 +46,7 @@ pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
     if config.public_ip.is_none()
         && let Some(stun) = &config.stun
     {
-        let ip = peer::discover_public_ip(stun).await.context("--stun")?;
+        let ip = peer::discover_public_ip(&config.dns, stun).await.context("--stun")?;
         tracing::info!(%ip, "public address discovered by STUN");
         config.public_ip = Some(ip);
     }
@@ -145,5 +145,7 @@ pub fn install_crypto_provider() {
 pub fn init_logging(default_filter: &str) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only on a terminal: CloudWatch and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }

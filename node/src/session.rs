@@ -60,6 +60,7 @@ pub struct SessionParams {
     pub policy: AddressPolicy,
     pub aac_bitrate: u32,
     pub tls: Arc<rustls::ClientConfig>,
+    pub dns: crate::dns::Dns,
     pub metrics: Arc<Metrics>,
 }
 
@@ -122,6 +123,7 @@ impl Session {
                 keyframe_wanted: keyframe_wanted.clone(),
                 policy: params.policy,
                 tls: params.tls.clone(),
+                dns: params.dns.clone(),
                 has_audio: summary.has_audio,
             },
         );

@@ -148,7 +148,7 @@ async fn choose_destination(relay: &Relay, stream: &str, headers: &HeaderMap) ->
         return Err(refuse(StatusCode::FORBIDDEN, DestinationError::ClientFile.to_string()));
     };
     let policy = if relay.config.allow_private_destinations { AddressPolicy::Any } else { AddressPolicy::PublicOnly };
-    match crate::destination::resolve(target, policy).await {
+    match crate::destination::resolve(&relay.config.dns, target, policy).await {
         Ok(_) => Ok((destination, policy)),
         Err(e @ DestinationError::PrivateAddress { .. }) => Err(refuse(StatusCode::FORBIDDEN, e.to_string())),
         Err(e) => Err(refuse(StatusCode::BAD_REQUEST, e.to_string())),

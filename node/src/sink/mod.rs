@@ -28,6 +28,7 @@ pub struct SinkContext {
     pub keyframe_wanted: Arc<Notify>,
     pub policy: AddressPolicy,
     pub tls: Arc<rustls::ClientConfig>,
+    pub dns: crate::dns::Dns,
     pub has_audio: bool,
 }
 

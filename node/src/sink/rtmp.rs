@@ -164,7 +164,7 @@ struct Connection {
 
 impl Connection {
     async fn open(target: &RtmpTarget, ctx: &SinkContext) -> Result<Self, RtmpError> {
-        let addrs = crate::destination::resolve(target, ctx.policy).await?;
+        let addrs = crate::destination::resolve(&ctx.dns, target, ctx.policy).await?;
         let tcp = TcpStream::connect(&addrs[..]).await?;
         tcp.set_nodelay(true)?;
         let stream: Box<dyn Stream> = match target.transport {
