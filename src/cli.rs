@@ -89,9 +89,19 @@ pub struct DeployArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(0..=100))]
     pub tasks: Option<u16>,
 
-    /// Relay image to run instead of the stack repository's `latest`.
-    #[arg(long)]
+    /// Run this image (URI, ideally pinned by @sha256:…) instead of building and pushing one.
+    #[arg(long, env = "IVSCTL_IMAGE", conflicts_with = "relay_binary")]
     pub image: Option<String>,
+
+    /// The static relay binary the image is made of (default: where `cargo relay-static` puts it
+    /// for this ivsctl's build profile).
+    #[arg(long, env = "IVSCTL_RELAY_BINARY")]
+    pub relay_binary: Option<PathBuf>,
+
+    /// Push the image to this registry endpoint instead of the one ECR names (for emulators, like
+    /// --endpoint-url).
+    #[arg(long, env = "IVSCTL_REGISTRY_URL", value_name = "URL")]
+    pub registry_url: Option<String>,
 
     /// Task CPU units (256 = 0.25 vCPU).
     #[arg(long, default_value_t = 256, value_parser = fargate_cpu)]

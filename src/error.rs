@@ -31,7 +31,10 @@ impl AwsError {
             "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {
                 "AWS kept throttling after retries: wait a minute and run the command again"
             }
-            "unreachable" => "check the network, --region and --endpoint-url",
+            "unreachable" => "check the network, --region and --endpoint-url (or --registry-url)",
+            "UNAUTHORIZED" | "DENIED" => {
+                "the credentials may not push to this repository: they need ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload, ecr:PutImage and ecr:BatchCheckLayerAvailability on it"
+            }
             "timeout" => "AWS did not answer in time: check the network and run the command again",
             "NotTagged" => "it belongs to something else: choose another --stack name, or delete or tag it yourself",
             _ => return None,

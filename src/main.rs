@@ -5,6 +5,7 @@ mod aws;
 mod cli;
 mod commands;
 mod error;
+mod image;
 mod stack;
 mod ui;
 mod wait;

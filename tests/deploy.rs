@@ -7,6 +7,7 @@ mod common;
 use std::process::Output;
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use common::cli::{assert_ok, stderr, stdout, with_verb};
 use common::moto::Moto;
 
 /// Lines of a deploy: 14 resources (with the token's SSM parameter) and the Lambda's invoke permission.
@@ -18,42 +19,15 @@ const TEARDOWN_LINES: usize = TEARDOWN_STEPS + 2;
 /// What `status` lists for a stack without IVS.
 const STATUS_RESOURCES: usize = 14;
 
+/// The image these tests deploy (as `--image`): building and pushing ours is `tests/image.rs`'s
+/// subject, with a registry to push to.
+const GIVEN_IMAGE: &str = "public.ecr.aws/example/ivs-relay@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 /// Runs `ivsctl` against `moto` with `args`.
 async fn ivsctl(moto: &Moto, args: &[&str]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivsctl"));
-    command.args(args).envs(moto.env()).env_remove("IVSCTL_STACK").stdin(std::process::Stdio::null());
+    command.args(args).envs(moto.env()).env("IVSCTL_IMAGE", GIVEN_IMAGE).env_remove("IVSCTL_STACK").stdin(std::process::Stdio::null());
     command.output().await.expect("ivsctl runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(output: &Output) -> String {
-    assert!(output.status.success(), "ivsctl failed: {:?}\nstdout:\n{}\nstderr:\n{}", output.status, stdout(output), stderr(output));
-    stdout(output)
-}
-
-/// `(verb, resource)` for each resource line of a deploy or teardown.
-fn lines(out: &str) -> Vec<(String, String)> {
-    out.lines()
-        .filter(|l| l.starts_with("  "))
-        .filter_map(|l| {
-            let l = l.trim_start();
-            let (verb, rest) = l.split_once(' ')?;
-            let resource = rest.trim_start().split(':').next()?.to_owned();
-            Some((verb.to_owned(), resource))
-        })
-        .collect()
-}
-
-fn with_verb(out: &str, verb: &str) -> Vec<String> {
-    lines(out).into_iter().filter(|(v, _)| v == verb).map(|(_, r)| r).collect()
 }
 
 async fn deploy(moto: &Moto, stack: &str) -> String {
@@ -145,7 +119,7 @@ async fn deploy_creates_exactly_the_stack_and_a_second_deploy_writes_nothing() {
     let task =
         ecs.describe_task_definition().task_definition(service.task_definition().unwrap_or_default()).send().await.expect("task def");
     let container = &task.task_definition().expect("td").container_definitions()[0];
-    assert!(container.image().unwrap_or_default().ends_with(".dkr.ecr.us-east-1.amazonaws.com/ivs-relay:latest"));
+    assert_eq!(container.image(), Some(GIVEN_IMAGE), "--image runs as given");
     assert_eq!(
         container.log_configuration().and_then(|l| l.options()).and_then(|o| o.get("awslogs-group")).map(String::as_str),
         Some("/ivsctl/ivs/relay")
@@ -338,6 +312,8 @@ async fn bad_input_is_one_clear_line_and_exit_code_1() {
         (vec!["deploy", "--log-retention-days", "31"], vec![], "CloudWatch Logs keeps logs"),
         (vec!["--stack", "Bad_Name", "status"], vec![], "a stack name is"),
         (vec!["deploy", "--lambda-bootstrap", "/nonexistent/bootstrap"], vec![], "cannot read the Lambda's bootstrap"),
+        (vec!["deploy", "--relay-binary", "/nonexistent/ivs-relay"], vec![], "cannot read the relay binary"),
+        (vec!["deploy", "--relay-binary", env!("CARGO_BIN_EXE_ivsctl")], vec![], "is dynamically linked"),
         (vec!["teardown"], vec![], "pass --yes"),
     ];
     moto.start_recording().await;

@@ -50,7 +50,7 @@ async fn publishing_over_rtmp_reaches_the_ingest_and_never_logs_the_stream_key()
 async fn rtmps_to_a_tls_ingest_trusting_a_given_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ingest = FfmpegIngest::start(free_tcp_port(), &dir.path().join("ingest.flv")).await;
-    let proxy = TlsProxy::start(dir.path(), free_tcp_port(), ingest.port).await;
+    let proxy = TlsProxy::start(dir.path(), "localhost", free_tcp_port(), ingest.port).await;
     let destination = format!("rtmps://localhost:{}/live/{STREAM_KEY}", proxy.port);
     let ca = proxy.ca.to_string_lossy().into_owned();
     let relay = Relay::start(dir.path(), &["--destination", &destination, "--ingest-ca", &ca]).await;
@@ -63,7 +63,7 @@ async fn rtmps_to_a_tls_ingest_trusting_a_given_ca() {
 async fn rtmps_to_an_untrusted_certificate_is_refused_and_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ingest = FfmpegIngest::start(free_tcp_port(), &dir.path().join("ingest.flv")).await;
-    let proxy = TlsProxy::start(dir.path(), free_tcp_port(), ingest.port).await;
+    let proxy = TlsProxy::start(dir.path(), "localhost", free_tcp_port(), ingest.port).await;
     let destination = format!("rtmps://localhost:{}/live/{STREAM_KEY}", proxy.port);
     let relay = Relay::start(dir.path(), &["--destination", &destination]).await;
     let mut publisher = Publisher::start(&relay.whip("cam1"), 10.0, &[]).await.expect("session accepted");

@@ -14,6 +14,8 @@ use crate::stack::iam::RoleSpec;
 use crate::stack::parameter::{self, Kind, Wanted};
 use crate::stack::task_definition::TaskSpec;
 use crate::stack::template::{self, ECS_TASKS_TRUST, EXECUTION_ROLE_POLICY, LAMBDA_ROLE_POLICY, LAMBDA_TRUST};
+use crate::image::Image;
+use crate::stack::image as stack_image;
 use crate::stack::{Change, Mode, Names, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition};
 use crate::ui::Ui;
 
@@ -21,6 +23,10 @@ pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
     let mode = if args.dry_run { Mode::DryRun } else { Mode::Apply };
     // Everything that can fail locally fails before the first AWS call.
     let lambda_zip = lambda_package(args.lambda_bootstrap.clone())?;
+    let relay_image = match &args.image {
+        Some(uri) => RelayImage::Given(uri.clone()),
+        None => RelayImage::Build(Image::of_file(&relay_binary_path(args.relay_binary.clone())?, args.udp_port)?),
+    };
     let aws = Aws::connect(global).await?;
     let names = Names::new(&global.stack);
     let ui = Ui::new(global.json, mode);
@@ -50,7 +56,12 @@ pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
         .await?;
     let cluster_arn = ui.step(format!("ECS cluster {}", names.cluster), cluster::ensure(&aws, &names, mode)).await?;
 
-    let image = args.image.clone().unwrap_or_else(|| format!("{}:latest", repository.uri));
+    let image = match relay_image {
+        RelayImage::Given(uri) => uri,
+        RelayImage::Build(relay) => {
+            ui.step(stack_image::label(&relay), stack_image::ensure(&aws, &repository, &relay, args.registry_url.as_deref(), mode)).await?
+        }
+    };
     let task = TaskSpec {
         image: &image,
         cpu: args.cpu,
@@ -94,6 +105,14 @@ pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
     }
     ui.finish("deploy", extra);
     Ok(())
+}
+
+/// The image the relay task runs.
+enum RelayImage {
+    /// `--image`: the user's, run as given.
+    Given(String),
+    /// Ours, made from the static relay binary and pushed to the stack's repository.
+    Build(Image),
 }
 
 /// What the relay task gets from SSM, and the channel's playback URL.
@@ -187,6 +206,20 @@ fn roles(aws: &Aws, names: &Names, repository: &repository::Repository, secret_a
             )),
         },
     ]
+}
+
+/// Where `cargo relay-static` puts the relay for the profile this ivsctl was built with:
+/// `target/x86_64-unknown-linux-gnu/<profile>/ivs-relay` beside `target/<profile>/ivsctl`.
+fn relay_binary_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("cannot find where ivsctl runs from")?;
+    let profile_dir = exe.parent().context("ivsctl has no directory")?;
+    let (Some(profile), Some(target_dir)) = (profile_dir.file_name(), profile_dir.parent()) else {
+        anyhow::bail!("cannot tell where the relay binary is from {}: pass --relay-binary", exe.display());
+    };
+    Ok(target_dir.join("x86_64-unknown-linux-gnu").join(profile).join("ivs-relay"))
 }
 
 /// The Lambda's deployment zip, from the `bootstrap` binary the workspace build puts next to

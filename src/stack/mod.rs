@@ -10,6 +10,7 @@ pub mod channel;
 pub mod cluster;
 pub mod function;
 pub mod iam;
+pub mod image;
 pub mod log_group;
 pub mod network;
 pub mod parameter;

@@ -69,7 +69,8 @@ impl FfmpegIngest {
     }
 }
 
-/// nginx terminating TLS on `port` and passing the bytes to 127.0.0.1:`backend`.
+/// nginx terminating TLS on `port` as `host` (its certificate's name) and passing the bytes to
+/// 127.0.0.1:`backend`.
 pub struct TlsProxy {
     pub child: Child,
     pub port: u16,
@@ -78,8 +79,8 @@ pub struct TlsProxy {
 }
 
 impl TlsProxy {
-    pub async fn start(dir: &Path, port: u16, backend: u16) -> TlsProxy {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    pub async fn start(dir: &Path, host: &str, port: u16, backend: u16) -> TlsProxy {
+        let cert = rcgen::generate_simple_self_signed(vec![host.to_owned()]).expect("certificate");
         let (cert_path, key_path) = (dir.join("ingest-cert.pem"), dir.join("ingest-key.pem"));
         std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
         std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");

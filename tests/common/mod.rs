@@ -4,9 +4,11 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod cli;
 pub mod ingest;
 pub mod moto;
 pub mod probe;
+pub mod registry;
 pub mod test_media;
 
 use std::net::{TcpListener, UdpSocket};
@@ -50,6 +52,19 @@ pub fn publisher_bin() -> PathBuf {
     if !path.exists() {
         let status = std::process::Command::new(env!("CARGO")).args(["build", "--example", "whip_publish"]).status().expect("cargo");
         assert!(status.success(), "building the whip_publish example failed");
+    }
+    path
+}
+
+/// The static relay binary that `ivsctl deploy` packs into the image, built by
+/// `cargo relay-static` for this profile (scripts/test.sh builds it; this builds it if missing).
+pub fn static_relay() -> PathBuf {
+    let profile_dir = bin_dir();
+    let profile = profile_dir.file_name().expect("profile").to_owned();
+    let path = profile_dir.parent().expect("target dir").join("x86_64-unknown-linux-gnu").join(profile).join("ivs-relay");
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO")).arg("relay-static").status().expect("cargo");
+        assert!(status.success(), "cargo relay-static failed");
     }
     path
 }
