@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine: installs what the tests need when it
 # is missing (ffmpeg, nginx with its stream and RTMP modules, Chromium, cmake, Node's
-# playwright-core, a Python venv with moto), builds everything once, checks formatting and
-# lints, then runs the tests (on loopback only).
+# playwright-core, a Python venv with moto, an OCI registry and dnsmasq for the image tests),
+# builds everything once plus the static relay, checks formatting and lints, then runs the tests
+# (on loopback only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ command -v nginx >/dev/null || missing+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -46,6 +49,8 @@ log "format"
 cargo fmt --all -- --check
 log "build"
 cargo build --workspace --all-targets --locked
+log "static relay (for the image)"
+cargo relay-static --locked
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

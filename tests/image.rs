@@ -25,9 +25,10 @@ const REPOSITORY: &str = "ivs-relay";
 /// By path: the relay runs with an empty environment, so with no PATH to search.
 const CHROOT: &str = "/usr/sbin/chroot";
 
-async fn deploy(moto: &Moto, registry: &DockerRegistry) -> Output {
+async fn deploy(moto: &Moto, registry: &DockerRegistry, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ivsctl"))
         .args(["deploy", "--no-wait"])
+        .args(extra)
         .envs(moto.env())
         .env("IVSCTL_REGISTRY_URL", &registry.url)
         .env_remove("IVSCTL_IMAGE")
@@ -81,7 +82,11 @@ async fn deploy_pushes_the_relay_image_once_and_pins_it_by_digest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (moto, registry) = (Moto::start().await, DockerRegistry::start(dir.path()).await);
 
-    let out = assert_ok(&deploy(&moto, &registry).await);
+    let plan = assert_ok(&deploy(&moto, &registry, &["--dry-run"]).await);
+    assert!(with_verb(&plan, "create").iter().any(|r| r.starts_with("relay image")), "a dry run names the push:\n{plan}");
+    assert_eq!(registry.uploads(), 0, "a dry run pushes nothing");
+
+    let out = assert_ok(&deploy(&moto, &registry, &[]).await);
     assert!(with_verb(&out, "created").iter().any(|r| r.starts_with("relay image")), "the image is a deploy step:\n{out}");
     let reference = task_image(&moto).await;
     assert!(reference.starts_with("123456789012.dkr.ecr.us-east-1.amazonaws.com/ivs-relay@sha256:"), "{reference}");
@@ -115,7 +120,7 @@ async fn deploy_pushes_the_relay_image_once_and_pins_it_by_digest() {
 
     // Again with the same binary: nothing pushed, nothing written, the same task definition.
     moto.start_recording().await;
-    let again = assert_ok(&deploy(&moto, &registry).await);
+    let again = assert_ok(&deploy(&moto, &registry, &[]).await);
     let writes: Vec<String> = moto.stop_recording().await.into_iter().filter(|c| c.writes()).map(|c| c.action).collect();
     assert!(with_verb(&again, "unchanged").iter().any(|r| r.starts_with("relay image")), "{again}");
     assert!(with_verb(&again, "created").is_empty() && with_verb(&again, "updated").is_empty(), "{again}");
@@ -167,7 +172,7 @@ impl Dnsmasq {
 async fn the_image_runs_alone_as_its_user_and_publishes_to_an_rtmps_ingest_by_host_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (moto, registry) = (Moto::start().await, DockerRegistry::start(dir.path()).await);
-    assert_ok(&deploy(&moto, &registry).await);
+    assert_ok(&deploy(&moto, &registry, &[]).await);
     let (_, _, layer) = pull(&registry, &task_image(&moto).await).await;
 
     // Unpack as a container runtime does: as root, keeping owners, modes and extended attributes
@@ -182,7 +187,8 @@ async fn the_image_runs_alone_as_its_user_and_publishes_to_an_rtmps_ingest_by_ho
         .expect("tar");
     std::io::Write::write_all(&mut untar.stdin.take().expect("stdin"), &layer).expect("feed tar");
     assert!(untar.wait().expect("tar").success(), "tar unpacks the layer");
-    let names: Vec<String> = std::fs::read_dir(&root).expect("rootfs").map(|e| e.expect("entry").file_name().to_string_lossy().into()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&root).expect("rootfs").map(|e| e.expect("entry").file_name().to_string_lossy().into()).collect();
     assert_eq!(names, ["ivs-relay"], "the root file system holds the binary alone");
 
     let ingest = FfmpegIngest::start(free_tcp_port(), &dir.path().join("ingest.flv")).await;

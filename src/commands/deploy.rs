@@ -9,13 +9,13 @@ use serde_json::json;
 
 use crate::aws::Aws;
 use crate::cli::{AwsArgs, DeployArgs};
+use crate::image::Image;
 use crate::stack::channel::{self, Channel, ChannelSpec};
 use crate::stack::iam::RoleSpec;
+use crate::stack::image as stack_image;
 use crate::stack::parameter::{self, Kind, Wanted};
 use crate::stack::task_definition::TaskSpec;
 use crate::stack::template::{self, ECS_TASKS_TRUST, EXECUTION_ROLE_POLICY, LAMBDA_ROLE_POLICY, LAMBDA_TRUST};
-use crate::image::Image;
-use crate::stack::image as stack_image;
 use crate::stack::{Change, Mode, Names, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition};
 use crate::ui::Ui;
 

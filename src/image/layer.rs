@@ -24,9 +24,7 @@ const NET_BIND_SERVICE_CAPABILITY: [u8; 20] = {
 pub fn tar(relay: &[u8]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     // Writing into a Vec cannot fail.
-    builder
-        .append_pax_extensions([("SCHILY.xattr.security.capability", &NET_BIND_SERVICE_CAPABILITY[..])])
-        .expect("tar into memory");
+    builder.append_pax_extensions([("SCHILY.xattr.security.capability", &NET_BIND_SERVICE_CAPABILITY[..])]).expect("tar into memory");
     let mut header = tar::Header::new_ustar();
     header.set_entry_type(tar::EntryType::Regular);
     header.set_mode(0o755);
@@ -62,7 +60,12 @@ mod tests {
         let mut entry = entries.next().expect("one entry").expect("entry");
         assert_eq!(entry.path().expect("path").to_str(), Some("ivs-relay"));
         assert_eq!(entry.header().mode().expect("mode"), 0o755);
-        let xattr = entry.pax_extensions().expect("pax").expect("has pax").filter_map(Result::ok).find(|e| e.key() == Ok("SCHILY.xattr.security.capability"));
+        let xattr = entry
+            .pax_extensions()
+            .expect("pax")
+            .expect("has pax")
+            .filter_map(Result::ok)
+            .find(|e| e.key() == Ok("SCHILY.xattr.security.capability"));
         assert_eq!(xattr.map(|e| e.value_bytes().to_vec()), Some(NET_BIND_SERVICE_CAPABILITY.to_vec()));
         let mut content = Vec::new();
         entry.read_to_end(&mut content).expect("read");

@@ -83,10 +83,7 @@ impl Registry {
     async fn upload(&self, blob: &Blob) -> Result<(), RegistryError> {
         let started = self.send(self.request(Method::POST, &self.url("blobs/uploads/")), "POST blob upload").await?;
         let location = self.location(&started, "POST blob upload")?;
-        let request = self
-            .request(Method::PATCH, &location)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(blob.bytes.clone());
+        let request = self.request(Method::PATCH, &location).header(CONTENT_TYPE, "application/octet-stream").body(blob.bytes.clone());
         let sent = self.send(request, "PATCH blob").await?;
         let location = self.location(&sent, "PATCH blob")?;
         let separator = if location.contains('?') { '&' } else { '?' };
@@ -157,6 +154,8 @@ async fn failure(operation: &'static str, response: Response) -> RegistryError {
     let body = response.text().await.unwrap_or_default();
     match serde_json::from_str::<Errors>(&body).ok().and_then(|e| e.errors.into_iter().next()) {
         Some(e) => RegistryError { operation, code: e.code, message: e.message },
-        None => RegistryError { operation, code: format!("HTTP {}", status.as_u16()), message: status.canonical_reason().unwrap_or("").into() },
+        None => {
+            RegistryError { operation, code: format!("HTTP {}", status.as_u16()), message: status.canonical_reason().unwrap_or("").into() }
+        }
     }
 }

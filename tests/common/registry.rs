@@ -45,7 +45,11 @@ impl DockerRegistry {
 
     /// Upload sessions the registry has opened (`POST …/blobs/uploads/`), from its access log.
     pub fn uploads(&self) -> usize {
-        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|l| l.contains("\"POST /v2/") && l.contains("/blobs/uploads/")).count()
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"POST /v2/") && l.contains("/blobs/uploads/"))
+            .count()
     }
 
     /// GET `/v2/<repository>/<path>`, checked to be a 200; the body.
