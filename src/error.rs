@@ -32,7 +32,7 @@ impl AwsError {
                 "AWS kept throttling after retries: wait a minute and run the command again"
             }
             "unreachable" => "check the network, --region and --endpoint-url (or --registry-url)",
-            "UNAUTHORIZED" | "DENIED" => {
+            "UNAUTHORIZED" | "DENIED" | "HTTP 401" | "HTTP 403" => {
                 "the credentials may not push to this repository: they need ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload, ecr:PutImage and ecr:BatchCheckLayerAvailability on it"
             }
             "timeout" => "AWS did not answer in time: check the network and run the command again",

@@ -25,12 +25,13 @@ const REPOSITORY: &str = "ivs-relay";
 /// By path: the relay runs with an empty environment, so with no PATH to search.
 const CHROOT: &str = "/usr/sbin/chroot";
 
-async fn deploy(moto: &Moto, registry: &DockerRegistry, extra: &[&str]) -> Output {
+/// `ivsctl deploy` against moto, pushing to the registry at `registry_url`.
+async fn deploy(moto: &Moto, registry_url: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ivsctl"))
         .args(["deploy", "--no-wait"])
         .args(extra)
         .envs(moto.env())
-        .env("IVSCTL_REGISTRY_URL", &registry.url)
+        .env("IVSCTL_REGISTRY_URL", registry_url)
         .env_remove("IVSCTL_IMAGE")
         .env_remove("IVSCTL_STACK")
         .stdin(Stdio::null())
@@ -82,11 +83,11 @@ async fn deploy_pushes_the_relay_image_once_and_pins_it_by_digest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (moto, registry) = (Moto::start().await, DockerRegistry::start(dir.path()).await);
 
-    let plan = assert_ok(&deploy(&moto, &registry, &["--dry-run"]).await);
+    let plan = assert_ok(&deploy(&moto, &registry.url, &["--dry-run"]).await);
     assert!(with_verb(&plan, "create").iter().any(|r| r.starts_with("relay image")), "a dry run names the push:\n{plan}");
     assert_eq!(registry.uploads(), 0, "a dry run pushes nothing");
 
-    let out = assert_ok(&deploy(&moto, &registry, &[]).await);
+    let out = assert_ok(&deploy(&moto, &registry.url, &[]).await);
     assert!(with_verb(&out, "created").iter().any(|r| r.starts_with("relay image")), "the image is a deploy step:\n{out}");
     let reference = task_image(&moto).await;
     assert!(reference.starts_with("123456789012.dkr.ecr.us-east-1.amazonaws.com/ivs-relay@sha256:"), "{reference}");
@@ -120,7 +121,7 @@ async fn deploy_pushes_the_relay_image_once_and_pins_it_by_digest() {
 
     // Again with the same binary: nothing pushed, nothing written, the same task definition.
     moto.start_recording().await;
-    let again = assert_ok(&deploy(&moto, &registry, &[]).await);
+    let again = assert_ok(&deploy(&moto, &registry.url, &[]).await);
     let writes: Vec<String> = moto.stop_recording().await.into_iter().filter(|c| c.writes()).map(|c| c.action).collect();
     assert!(with_verb(&again, "unchanged").iter().any(|r| r.starts_with("relay image")), "{again}");
     assert!(with_verb(&again, "created").is_empty() && with_verb(&again, "updated").is_empty(), "{again}");
@@ -172,7 +173,7 @@ impl Dnsmasq {
 async fn the_image_runs_alone_as_its_user_and_publishes_to_an_rtmps_ingest_by_host_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (moto, registry) = (Moto::start().await, DockerRegistry::start(dir.path()).await);
-    assert_ok(&deploy(&moto, &registry, &[]).await);
+    assert_ok(&deploy(&moto, &registry.url, &[]).await);
     let (_, _, layer) = pull(&registry, &task_image(&moto).await).await;
 
     // Unpack as a container runtime does: as root, keeping owners, modes and extended attributes
@@ -237,4 +238,17 @@ async fn the_image_runs_alone_as_its_user_and_publishes_to_an_rtmps_ingest_by_ho
     probe(&ingest.finished().await).assert_good(1280, 720, 4.0);
     assert!(dns.queries().contains("ingest.test"), "the relay asked the test's DNS server:\n{}", dns.queries());
     assert!(!log().contains(STREAM_KEY), "the relay logged the stream key");
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_stops_the_deploy_with_one_line_before_the_task_definition() {
+    let moto = Moto::start().await;
+    let closed = format!("http://127.0.0.1:{}", free_tcp_port());
+    let output = deploy(&moto, &closed, &[]).await;
+    let error = common::cli::stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{error}");
+    assert_eq!(error.trim().lines().count(), 1, "one line: {error}");
+    assert!(error.contains("relay image sha256:") && error.contains("unreachable") && error.contains("--registry-url"), "{error}");
+    let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config().await);
+    assert!(ecs.describe_task_definition().task_definition("ivs-relay").send().await.is_err(), "no task definition without its image");
 }
