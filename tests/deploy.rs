@@ -53,6 +53,56 @@ fn sg_filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
+/// The stack's security group and its ingress rules as sorted `proto from-to cidr` lines.
+async fn ingress(config: &aws_config::SdkConfig, stack: &str) -> (aws_sdk_ec2::types::SecurityGroup, Vec<String>) {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let groups = ec2.describe_security_groups().filters(sg_filter("tag:ivsctl:stack", stack)).send().await.expect("groups");
+    let [group] = groups.security_groups() else { panic!("one tagged group: {groups:?}") };
+    let mut rules: Vec<String> = group
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| {
+            let proto = p.ip_protocol().unwrap_or_default().to_owned();
+            let ports = format!("{}-{}", p.from_port().unwrap_or_default(), p.to_port().unwrap_or_default());
+            p.ip_ranges()
+                .iter()
+                .filter_map(|r| r.cidr_ip().map(str::to_owned))
+                .chain(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6().map(str::to_owned)))
+                .map(move |c| format!("{proto} {ports} {c}"))
+        })
+        .collect();
+    rules.sort();
+    (group.clone(), rules)
+}
+
+/// The media (UDP) ports the stack's security group opens, each for IPv4 and IPv6.
+async fn media_ports(config: &aws_config::SdkConfig, stack: &str) -> Vec<String> {
+    let (_, rules) = ingress(config, stack).await;
+    rules.iter().filter(|r| r.starts_with("udp ")).map(|r| r.split(' ').nth(1).unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_new_media_port_opens_at_once_and_the_old_one_closes_after_the_rollout() {
+    let moto = Moto::start().await;
+    let config = moto.sdk_config().await;
+    deploy(&moto, "ivs").await;
+
+    // Without waiting for the rollout, tasks on the old revision may still use 50000: both open.
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--udp-port", "50001", "--no-wait"]).await);
+    assert_eq!(media_ports(&config, "ivs").await, ["50000-50000", "50000-50000", "50001-50001", "50001-50001"]);
+    assert!(out.contains("kept ingress udp/50000"), "the plan says why 50000 stays open:\n{out}");
+    // The next deploy finds every task definition on 50001, so 50000 goes.
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--udp-port", "50001", "--no-wait"]).await);
+    assert_eq!(media_ports(&config, "ivs").await, ["50001-50001", "50001-50001"], "{out}");
+
+    // Waiting for the rollout closes the old port in the same deploy, as its last step. (moto
+    // reports tasks running only when an update sets the count, hence --tasks.)
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--udp-port", "50002", "--tasks", "2", "--timeout", "30s"]).await);
+    assert_eq!(media_ports(&config, "ivs").await, ["50002-50002", "50002-50002"], "{out}");
+    let last = out.lines().rfind(|l| l.starts_with("  ")).unwrap_or_default();
+    assert!(last.contains("old media port") && last.contains("removed ingress udp/50001"), "{out}");
+}
+
 #[tokio::test]
 async fn deploy_creates_exactly_the_stack_and_a_second_deploy_writes_nothing() {
     let moto = Moto::start().await;
@@ -80,23 +130,7 @@ async fn deploy_creates_exactly_the_stack_and_a_second_deploy_writes_nothing() {
     );
 
     // The security group lets in exactly TCP 443 and the UDP media port.
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let groups = ec2.describe_security_groups().filters(sg_filter("tag:ivsctl:stack", "ivs")).send().await.expect("groups");
-    let [group] = groups.security_groups() else { panic!("one tagged group: {groups:?}") };
-    let mut rules: Vec<String> = group
-        .ip_permissions()
-        .iter()
-        .flat_map(|p| {
-            let proto = p.ip_protocol().unwrap_or_default().to_owned();
-            let ports = format!("{}-{}", p.from_port().unwrap_or_default(), p.to_port().unwrap_or_default());
-            p.ip_ranges()
-                .iter()
-                .filter_map(|r| r.cidr_ip().map(str::to_owned))
-                .chain(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6().map(str::to_owned)))
-                .map(move |c| format!("{proto} {ports} {c}"))
-        })
-        .collect();
-    rules.sort();
+    let (group, rules) = ingress(&config, "ivs").await;
     assert_eq!(rules, ["tcp 443-443 0.0.0.0/0", "tcp 443-443 ::/0", "udp 50000-50000 0.0.0.0/0", "udp 50000-50000 ::/0"]);
 
     // The registry table: on demand, TTL on expires_at.

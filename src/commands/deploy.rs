@@ -48,10 +48,12 @@ pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
     let task_role_arn = ui.step(format!("IAM role {}", task_role.name), iam::ensure(&aws, &names, &task_role, mode)).await?;
     let lambda_role_arn = ui.step(format!("IAM role {}", lambda_role.name), iam::ensure(&aws, &names, &lambda_role, mode)).await?;
 
+    // Tasks still running the current revision listen on its media port until they are replaced.
+    let old_udp_port = task_definition::live_udp_port(&aws, &names).await?.filter(|port| *port != args.udp_port);
     let security_group = ui
         .step(
             format!("security group {}", names.security_group),
-            network::ensure_security_group(&aws, &names, &placement, args.udp_port, mode),
+            network::ensure_security_group(&aws, &names, &placement, args.udp_port, old_udp_port, mode),
         )
         .await?;
     let cluster_arn = ui.step(format!("ECS cluster {}", names.cluster), cluster::ensure(&aws, &names, mode)).await?;
@@ -102,6 +104,10 @@ pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
         let state = state.context("the stack is deployed but its relay tasks did not come up")?;
         extra["service"] = json!(state);
+        if let Some(port) = old_udp_port {
+            let label = format!("security group {} (old media port)", names.security_group);
+            ui.step(label, network::retire_media_port(&aws, &names, &placement, port, mode)).await?;
+        }
     }
     ui.finish("deploy", extra);
     Ok(())

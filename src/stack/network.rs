@@ -82,14 +82,17 @@ impl Ingress {
     }
 }
 
+const ANYWHERE: [&str; 2] = ["0.0.0.0/0", "::/0"];
+
 fn wanted(udp_port: u16) -> BTreeSet<Ingress> {
-    let mut rules = BTreeSet::new();
-    for cidr in ["0.0.0.0/0", "::/0"] {
-        rules.insert(Ingress { protocol: "tcp".into(), from: 443, to: 443, cidr: cidr.into() });
-        let port = i32::from(udp_port);
-        rules.insert(Ingress { protocol: "udp".into(), from: port, to: port, cidr: cidr.into() });
-    }
-    rules
+    let https = ANYWHERE.iter().map(|cidr| Ingress { protocol: "tcp".into(), from: 443, to: 443, cidr: (*cidr).into() });
+    https.chain(media(udp_port)).collect()
+}
+
+/// The rules that open the WebRTC media port.
+fn media(udp_port: u16) -> impl Iterator<Item = Ingress> {
+    let port = i32::from(udp_port);
+    ANYWHERE.into_iter().map(move |cidr| Ingress { protocol: "udp".into(), from: port, to: port, cidr: cidr.into() })
 }
 
 fn flatten(permissions: &[IpPermission]) -> BTreeSet<Ingress> {
@@ -115,7 +118,7 @@ struct LiveGroup {
 }
 
 async fn read(aws: &Aws, names: &Names, vpc_id: Option<&str>) -> Result<Option<LiveGroup>, AwsError> {
-    let resource = format!("security group {}", names.security_group);
+    let resource = label(names);
     let mut request = aws.ec2.describe_security_groups().filters(filter("group-name", &names.security_group));
     if let Some(vpc) = vpc_id {
         request = request.filters(filter("vpc-id", vpc));
@@ -134,15 +137,20 @@ async fn read(aws: &Aws, names: &Names, vpc_id: Option<&str>) -> Result<Option<L
 
 /// Creates the group or restores its ingress rules; returns its id (`None` only in a dry run
 /// that would create it).
+/// Makes the group open exactly TCP 443 and `udp_port`, except that the media port running tasks
+/// still use (`in_use_udp`, when it differs) stays open until they are replaced: see
+/// [`retire_media_port`].
 pub async fn ensure_security_group(
     aws: &Aws,
     names: &Names,
     placement: &Placement,
     udp_port: u16,
+    in_use_udp: Option<u16>,
     mode: Mode,
 ) -> Result<(Change, Option<String>), AwsError> {
-    let resource = format!("security group {}", names.security_group);
+    let resource = label(names);
     let want = wanted(udp_port);
+    let kept: BTreeSet<Ingress> = in_use_udp.filter(|p| *p != udp_port).map(media).into_iter().flatten().collect();
     let (change, id, have) = match read(aws, names, Some(&placement.vpc_id)).await? {
         None => {
             if mode == Mode::DryRun {
@@ -168,7 +176,8 @@ pub async fn ensure_security_group(
         Some(live) if !live.tagged => return Err(super::not_ours(&resource, &names.stack)),
         Some(live) => (Change::Unchanged, live.id, flatten(&live.ingress)),
     };
-    let extra: Vec<&Ingress> = have.difference(&want).collect();
+    let extra: Vec<&Ingress> = have.difference(&want).filter(|r| !kept.contains(r)).collect();
+    let kept: Vec<&Ingress> = have.intersection(&kept).collect();
     let missing: Vec<&Ingress> = want.difference(&have).collect();
     if mode == Mode::Apply {
         if !extra.is_empty() {
@@ -197,16 +206,37 @@ pub async fn ensure_security_group(
                 .iter()
                 .map(|r| format!("removed ingress {}", r.describe()))
                 .chain(missing.iter().map(|r| format!("added ingress {}", r.describe())))
+                .chain(kept.iter().map(|r| format!("kept ingress {} until the relay tasks roll out", r.describe())))
                 .collect(),
         ),
     };
     Ok((change, Some(id)))
 }
 
+/// Closes a media port the tasks no longer use, once a rollout to another one is done.
+pub async fn retire_media_port(aws: &Aws, names: &Names, placement: &Placement, udp_port: u16, mode: Mode) -> Result<Change, AwsError> {
+    let Some(live) = read(aws, names, Some(&placement.vpc_id)).await?.filter(|live| live.tagged) else { return Ok(Change::Unchanged) };
+    let stale: Vec<Ingress> = media(udp_port).filter(|r| flatten(&live.ingress).contains(r)).collect();
+    if mode == Mode::Apply && !stale.is_empty() {
+        aws.ec2
+            .revoke_security_group_ingress()
+            .group_id(&live.id)
+            .set_ip_permissions(Some(stale.iter().map(Ingress::permission).collect()))
+            .send()
+            .await
+            .on(&label(names), "ec2:RevokeSecurityGroupIngress")?;
+    }
+    Ok(Change::from_differences(stale.iter().map(|r| format!("removed ingress {}", r.describe())).collect()))
+}
+
+fn label(names: &Names) -> String {
+    format!("security group {}", names.security_group)
+}
+
 /// Deletes the group if it is this stack's. ENIs of stopping tasks hold it for a while after the
 /// service is gone, so `DependencyViolation` is waited out.
 pub async fn remove_security_group(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
-    let resource = format!("security group {}", names.security_group);
+    let resource = label(names);
     let live = match read(aws, names, None).await? {
         None => return Ok(Change::Absent),
         Some(live) if !live.tagged => return Ok(left_alone()),

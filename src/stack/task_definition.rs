@@ -271,6 +271,14 @@ async fn read(aws: &Aws, names: &Names) -> Result<Option<LiveRevision>, AwsError
     }))
 }
 
+/// The UDP media port of the latest revision: the one running tasks listen on until a new
+/// revision rolls out.
+pub async fn live_udp_port(aws: &Aws, names: &Names) -> Result<Option<u16>, AwsError> {
+    let Some(live) = read(aws, names).await? else { return Ok(None) };
+    let ports = live.document.container_definitions.iter().flat_map(|c| &c.port_mappings);
+    Ok(ports.filter(|p| p.protocol == "udp").find_map(|p| u16::try_from(p.container_port).ok()))
+}
+
 /// Registers a new revision when the latest one differs from the template; returns the ARN of
 /// the revision the service should run.
 pub async fn ensure(aws: &Aws, names: &Names, spec: &TaskSpec<'_>, mode: Mode) -> Result<(Change, String), AwsError> {
