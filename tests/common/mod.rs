@@ -77,8 +77,23 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts `ivsctl local` in `cwd` with extra flags, and waits until it listens.
+    /// Starts `ivsctl local` in `cwd` with extra flags, and waits until it listens. The UDP port
+    /// is free when picked but may be taken before the relay binds it (Chromium and other tests
+    /// open UDP sockets all the time), so a relay that could not bind it gets another port.
     pub async fn start(cwd: &Path, extra: &[&str]) -> Relay {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::try_start(cwd, extra).await {
+                Ok(relay) => return relay,
+                Err(log) if attempts < 3 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("ivsctl local exited before listening:\n{log}"),
+            }
+        }
+    }
+
+    /// `Err` with the relay's log when it exits before listening.
+    async fn try_start(cwd: &Path, extra: &[&str]) -> Result<Relay, String> {
         let udp = free_udp_port().to_string();
         let stderr_log = cwd.join(format!("relay-{udp}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_ivsctl"))
@@ -96,16 +111,20 @@ impl Relay {
         let base = tokio::time::timeout(Duration::from_secs(20), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(url) = line.trim().strip_prefix("web app:") {
-                    return url.trim().trim_end_matches('/').to_owned();
+                    return Some(url.trim().trim_end_matches('/').to_owned());
                 }
             }
-            panic!("ivsctl local exited before listening; see {}", stderr_log.display());
+            None
         })
         .await
         .expect("ivsctl local listens within 20 s");
+        let Some(base) = base else {
+            let _ = child.wait().await;
+            return Err(std::fs::read_to_string(&stderr_log).unwrap_or_default());
+        };
         // Keep draining stdout so the relay never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Relay { child, base, stderr_log }
+        Ok(Relay { child, base, stderr_log })
     }
 
     pub fn whip(&self, stream: &str) -> String {
