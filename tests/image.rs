@@ -241,14 +241,20 @@ async fn the_image_runs_alone_as_its_user_and_publishes_to_an_rtmps_ingest_by_ho
 }
 
 #[tokio::test]
-async fn an_unreachable_registry_stops_the_deploy_with_one_line_before_the_task_definition() {
-    let moto = Moto::start().await;
+async fn a_registry_that_fails_stops_the_deploy_with_one_line_before_the_task_definition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let read_only = DockerRegistry::start_read_only(dir.path()).await;
     let closed = format!("http://127.0.0.1:{}", free_tcp_port());
-    let output = deploy(&moto, &closed, &[]).await;
-    let error = common::cli::stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{error}");
-    assert_eq!(error.trim().lines().count(), 1, "one line: {error}");
-    assert!(error.contains("relay image sha256:") && error.contains("unreachable") && error.contains("--registry-url"), "{error}");
-    let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config().await);
-    assert!(ecs.describe_task_definition().task_definition("ivs-relay").send().await.is_err(), "no task definition without its image");
+    for (registry_url, expected) in
+        [(closed.as_str(), ["unreachable", "--registry-url"]), (read_only.url.as_str(), ["POST blob upload failed", "HTTP 405"])]
+    {
+        let moto = Moto::start().await;
+        let output = deploy(&moto, registry_url, &[]).await;
+        let error = common::cli::stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{error}");
+        assert_eq!(error.trim().lines().count(), 1, "one line: {error}");
+        assert!(error.contains("relay image sha256:") && expected.iter().all(|e| error.contains(e)), "{error}");
+        let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config().await);
+        assert!(ecs.describe_task_definition().task_definition("ivs-relay").send().await.is_err(), "no task definition without its image");
+    }
 }

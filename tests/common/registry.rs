@@ -16,6 +16,15 @@ pub struct DockerRegistry {
 
 impl DockerRegistry {
     pub async fn start(dir: &Path) -> DockerRegistry {
+        Self::start_with(dir, false).await
+    }
+
+    /// A registry in maintenance mode: reads work, every write is refused (405).
+    pub async fn start_read_only(dir: &Path) -> DockerRegistry {
+        Self::start_with(dir, true).await
+    }
+
+    async fn start_with(dir: &Path, read_only: bool) -> DockerRegistry {
         let port = super::free_tcp_port();
         let storage = dir.join("registry");
         let config = dir.join("registry.yml");
@@ -23,7 +32,8 @@ impl DockerRegistry {
             &config,
             format!(
                 "version: 0.1\nlog: {{ level: info, accesslog: {{ disabled: false }} }}\n\
-                 storage: {{ filesystem: {{ rootdirectory: {} }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n",
+                 storage: {{ filesystem: {{ rootdirectory: {} }}, maintenance: {{ readonly: {{ enabled: {read_only} }} }} }}\n\
+                 http: {{ addr: 127.0.0.1:{port} }}\n",
                 storage.display()
             ),
         )
