@@ -18,8 +18,9 @@ const NET_BIND_SERVICE_CAPABILITY: [u8; 20] = [
 /// The uncompressed layer (its digest is the image's `diff_id`).
 pub fn tar(relay: &[u8]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
-    // Writing into a Vec cannot fail.
-    builder.append_pax_extensions([("SCHILY.xattr.security.capability", &NET_BIND_SERVICE_CAPABILITY[..])]).expect("tar into memory");
+    builder
+        .append_pax_extensions([("SCHILY.xattr.security.capability", &NET_BIND_SERVICE_CAPABILITY[..])])
+        .expect("a tar written to a Vec cannot fail");
     let mut header = tar::Header::new_ustar();
     header.set_entry_type(tar::EntryType::Regular);
     header.set_mode(0o755);
@@ -27,15 +28,15 @@ pub fn tar(relay: &[u8]) -> Vec<u8> {
     header.set_gid(0);
     header.set_mtime(0);
     header.set_size(relay.len() as u64);
-    builder.append_data(&mut header, &super::ENTRYPOINT[1..], relay).expect("tar into memory");
-    builder.into_inner().expect("tar into memory")
+    builder.append_data(&mut header, &super::ENTRYPOINT[1..], relay).expect("a tar written to a Vec cannot fail");
+    builder.into_inner().expect("a tar written to a Vec cannot fail")
 }
 
 /// gzip with no name and no time in its header, so it depends on the content alone.
 pub fn gzip(tar: &[u8]) -> Vec<u8> {
     let mut encoder = GzBuilder::new().mtime(0).write(Vec::with_capacity(tar.len() / 2), Compression::default());
-    encoder.write_all(tar).expect("gzip into memory");
-    encoder.finish().expect("gzip into memory")
+    encoder.write_all(tar).expect("gzip into a Vec cannot fail");
+    encoder.finish().expect("gzip into a Vec cannot fail")
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use aws_sdk_ivs::types::{ChannelLatencyMode, ChannelType};
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -137,16 +137,12 @@ pub async fn ensure(
 /// Deletes the channel only if ivsctl created it for this stack.
 pub async fn remove(aws: &Aws, names: &Names, arn: Option<&str>, mode: Mode) -> Result<Change, AwsError> {
     let Some(arn) = arn else { return Ok(Change::Absent) };
-    match read(aws, names, arn).await? {
-        None => Ok(Change::Absent),
-        Some((channel, ..)) if !channel.ours => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                aws.ivs.delete_channel().arn(arn).send().await.or_missing(NOT_FOUND, &label(arn), "ivs:DeleteChannel")?;
-            }
-            Ok(Change::Deleted)
-        }
-    }
+    Found::of(read(aws, names, arn).await?, |(channel, ..)| channel.ours)
+        .remove(mode, async |_| {
+            aws.ivs.delete_channel().arn(arn).send().await.or_missing(NOT_FOUND, &label(arn), "ivs:DeleteChannel")?;
+            Ok(())
+        })
+        .await
 }
 
 /// The channel and its playback URL, for `status`.

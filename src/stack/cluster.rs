@@ -2,7 +2,7 @@
 
 use aws_sdk_ecs::types::{ClusterField, Tag};
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -63,28 +63,20 @@ pub async fn ensure(aws: &Aws, names: &Names, mode: Mode) -> Result<(Change, Str
 /// Deletes the cluster once its service and tasks are gone (waits for them to drain).
 pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(names);
-    match read(aws, names).await? {
-        None => Ok(Change::Absent),
-        Some(live) if !live.tagged => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                crate::wait::retrying(
-                    &["ClusterContainsServicesException", "ClusterContainsTasksException", "UpdateInProgressException"],
-                    crate::wait::DRAIN,
-                    || aws.ecs.delete_cluster().cluster(&names.cluster).send(),
-                )
-                .await
-                .or_missing(&["ClusterNotFoundException"], &resource, "ecs:DeleteCluster")?;
-            }
-            Ok(Change::Deleted)
-        }
-    }
+    Found::of(read(aws, names).await?, |live| live.tagged)
+        .remove(mode, async |_| {
+            crate::wait::retrying(
+                &["ClusterContainsServicesException", "ClusterContainsTasksException", "UpdateInProgressException"],
+                crate::wait::DRAIN,
+                || aws.ecs.delete_cluster().cluster(&names.cluster).send(),
+            )
+            .await
+            .or_missing(&["ClusterNotFoundException"], &resource, "ecs:DeleteCluster")?;
+            Ok(())
+        })
+        .await
 }
 
 pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names).await? {
-        None => Observed::Missing,
-        Some(live) if !live.tagged => Observed::NotOurs,
-        Some(live) => Observed::present(Some(live.arn), live.detail),
-    })
+    Ok(Found::of(read(aws, names).await?, |live| live.tagged).observe(|live| Observed::present(Some(live.arn), live.detail)))
 }

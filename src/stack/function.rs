@@ -10,7 +10,7 @@ use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 use crate::wait::{PROPAGATION, retrying};
@@ -152,28 +152,21 @@ pub async fn ensure(aws: &Aws, names: &Names, spec: &FunctionSpec<'_>, mode: Mod
 
 pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(names);
-    match read(aws, names, None).await? {
-        None => Ok(Change::Absent),
-        Some(live) if !live.tagged => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                aws.lambda.delete_function().function_name(&names.function).send().await.or_missing(
-                    NOT_FOUND,
-                    &resource,
-                    "lambda:DeleteFunction",
-                )?;
-            }
-            Ok(Change::Deleted)
-        }
-    }
+    Found::of(read(aws, names, None).await?, |live| live.tagged)
+        .remove(mode, async |_| {
+            aws.lambda.delete_function().function_name(&names.function).send().await.or_missing(
+                NOT_FOUND,
+                &resource,
+                "lambda:DeleteFunction",
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names, None).await? {
-        None => Observed::Missing,
-        Some(live) if !live.tagged => Observed::NotOurs,
-        Some(live) => Observed::present(Some(live.arn), format!("code sha256 {}", live.code_sha256)),
-    })
+    Ok(Found::of(read(aws, names, None).await?, |live| live.tagged)
+        .observe(|live| Observed::present(Some(live.arn), format!("code sha256 {}", live.code_sha256))))
 }
 
 fn statement_id(names: &Names) -> String {

@@ -5,7 +5,7 @@
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours, tagged};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours, tagged};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -137,30 +137,23 @@ async fn put_policy(aws: &Aws, spec: &RoleSpec, resource: &str) -> Result<(), Aw
 /// Deletes the role (its inline policies first) if it is this stack's.
 pub async fn remove(aws: &Aws, names: &Names, name: &str, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(name);
-    match read(aws, names, name).await? {
-        None => Ok(Change::Absent),
-        Some(live) if !live.tagged => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                let policies = aws.iam.list_role_policies().role_name(name).send().await.on(&resource, "iam:ListRolePolicies")?;
-                for policy in policies.policy_names() {
-                    aws.iam.delete_role_policy().role_name(name).policy_name(policy).send().await.or_missing(
-                        &["NoSuchEntity"],
-                        &resource,
-                        "iam:DeleteRolePolicy",
-                    )?;
-                }
-                aws.iam.delete_role().role_name(name).send().await.or_missing(&["NoSuchEntity"], &resource, "iam:DeleteRole")?;
+    Found::of(read(aws, names, name).await?, |live| live.tagged)
+        .remove(mode, async |_| {
+            let policies = aws.iam.list_role_policies().role_name(name).send().await.on(&resource, "iam:ListRolePolicies")?;
+            for policy in policies.policy_names() {
+                aws.iam.delete_role_policy().role_name(name).policy_name(policy).send().await.or_missing(
+                    &["NoSuchEntity"],
+                    &resource,
+                    "iam:DeleteRolePolicy",
+                )?;
             }
-            Ok(Change::Deleted)
-        }
-    }
+            aws.iam.delete_role().role_name(name).send().await.or_missing(&["NoSuchEntity"], &resource, "iam:DeleteRole")?;
+            Ok(())
+        })
+        .await
 }
 
 pub async fn observe(aws: &Aws, names: &Names, name: &str) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names, name).await? {
-        None => Observed::Missing,
-        Some(live) if !live.tagged => Observed::NotOurs,
-        Some(live) => Observed::present(Some(live.arn), if live.policy.is_some() { "inline policy ivsctl" } else { "no permissions" }),
-    })
+    Ok(Found::of(read(aws, names, name).await?, |live| live.tagged)
+        .observe(|live| Observed::present(Some(live.arn), if live.policy.is_some() { "inline policy ivsctl" } else { "no permissions" })))
 }

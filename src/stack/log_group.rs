@@ -1,7 +1,7 @@
 //! CloudWatch log groups: the relay's (awslogs driver) and the Lambda's, each with the stack's
 //! retention so logs don't pile up forever.
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -64,26 +64,19 @@ pub async fn ensure(aws: &Aws, names: &Names, name: &str, retention_days: i32, m
 
 pub async fn remove(aws: &Aws, names: &Names, name: &str, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(name);
-    match read(aws, names, name).await? {
-        None => Ok(Change::Absent),
-        Some(live) if !live.tagged => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                aws.logs.delete_log_group().log_group_name(name).send().await.or_missing(
-                    &["ResourceNotFoundException"],
-                    &resource,
-                    "logs:DeleteLogGroup",
-                )?;
-            }
-            Ok(Change::Deleted)
-        }
-    }
+    Found::of(read(aws, names, name).await?, |live| live.tagged)
+        .remove(mode, async |_| {
+            aws.logs.delete_log_group().log_group_name(name).send().await.or_missing(
+                &["ResourceNotFoundException"],
+                &resource,
+                "logs:DeleteLogGroup",
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 pub async fn observe(aws: &Aws, names: &Names, name: &str) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names, name).await? {
-        None => Observed::Missing,
-        Some(live) if !live.tagged => Observed::NotOurs,
-        Some(live) => Observed::present(None, live.retention.map_or_else(|| "kept forever".to_owned(), |d| format!("kept {d} days"))),
-    })
+    Ok(Found::of(read(aws, names, name).await?, |live| live.tagged)
+        .observe(|live| Observed::present(None, live.retention.map_or_else(|| "kept forever".to_owned(), |d| format!("kept {d} days")))))
 }

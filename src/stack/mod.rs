@@ -176,6 +176,48 @@ pub fn left_alone() -> Change {
     Change::Skipped(format!("not tagged {TAG_KEY}, so not this stack's"))
 }
 
+/// A resource read under one of the stack's names. Whether it is the stack's decides what
+/// teardown and `status` may do with it, the same way for every kind.
+pub enum Found<T> {
+    Missing,
+    /// It has the stack's name but not its tag.
+    NotOurs,
+    Ours(T),
+}
+
+impl<T> Found<T> {
+    pub fn of(live: Option<T>, ours: impl FnOnce(&T) -> bool) -> Self {
+        match live {
+            None => Self::Missing,
+            Some(live) if !ours(&live) => Self::NotOurs,
+            Some(live) => Self::Ours(live),
+        }
+    }
+
+    /// Teardown: `delete` runs (unless this is a dry run) on the stack's own resource only.
+    pub async fn remove(self, mode: Mode, delete: impl AsyncFnOnce(T) -> Result<(), AwsError>) -> Result<Change, AwsError> {
+        match self {
+            Self::Missing => Ok(Change::Absent),
+            Self::NotOurs => Ok(left_alone()),
+            Self::Ours(live) => {
+                if mode == Mode::Apply {
+                    delete(live).await?;
+                }
+                Ok(Change::Deleted)
+            }
+        }
+    }
+
+    /// Status: `describe` tells the state of the stack's own resource.
+    pub fn observe(self, describe: impl FnOnce(T) -> Observed) -> Observed {
+        match self {
+            Self::Missing => Observed::Missing,
+            Self::NotOurs => Observed::NotOurs,
+            Self::Ours(live) => describe(live),
+        }
+    }
+}
+
 /// Whether `tags` (key, value pairs) mark a resource as this stack's.
 pub fn tagged<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>, names: &Names) -> bool {
     tags.any(|(k, v)| k == TAG_KEY && v == names.tag_value())

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification};
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, tagged};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, tagged};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -237,26 +237,21 @@ fn label(names: &Names) -> String {
 /// service is gone, so `DependencyViolation` is waited out.
 pub async fn remove_security_group(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(names);
-    let live = match read(aws, names, None).await? {
-        None => return Ok(Change::Absent),
-        Some(live) if !live.tagged => return Ok(left_alone()),
-        Some(live) => live,
-    };
-    if mode == Mode::Apply {
-        crate::wait::retrying(&["DependencyViolation"], crate::wait::DRAIN, || aws.ec2.delete_security_group().group_id(&live.id).send())
+    Found::of(read(aws, names, None).await?, |live| live.tagged)
+        .remove(mode, async |live| {
+            crate::wait::retrying(&["DependencyViolation"], crate::wait::DRAIN, || {
+                aws.ec2.delete_security_group().group_id(&live.id).send()
+            })
             .await
             .or_missing(&["InvalidGroup.NotFound"], &resource, "ec2:DeleteSecurityGroup")?;
-    }
-    Ok(Change::Deleted)
+            Ok(())
+        })
+        .await
 }
 
 pub async fn observe_security_group(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names, None).await? {
-        None => Observed::Missing,
-        Some(live) if !live.tagged => Observed::NotOurs,
-        Some(live) => {
-            let rules: Vec<String> = flatten(&live.ingress).iter().map(Ingress::describe).collect();
-            Observed::present(Some(live.id), format!("ingress {}", rules.join(", ")))
-        }
-    })
+    Ok(Found::of(read(aws, names, None).await?, |live| live.tagged).observe(|live| {
+        let rules: Vec<String> = flatten(&live.ingress).iter().map(Ingress::describe).collect();
+        Observed::present(Some(live.id), format!("ingress {}", rules.join(", ")))
+    }))
 }

@@ -4,7 +4,7 @@
 
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -121,26 +121,19 @@ pub async fn ensure(aws: &Aws, names: &Names, kind: Kind, wanted: Wanted<'_>, mo
 
 pub async fn remove(aws: &Aws, names: &Names, kind: Kind, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(kind, names);
-    match read(aws, names, kind).await? {
-        None => Ok(Change::Absent),
-        Some(live) if !live.tagged => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                aws.ssm.delete_parameter().name(kind.name(names)).send().await.or_missing(NOT_FOUND, &resource, "ssm:DeleteParameter")?;
-            }
-            Ok(Change::Deleted)
-        }
-    }
+    Found::of(read(aws, names, kind).await?, |live| live.tagged)
+        .remove(mode, async |_| {
+            aws.ssm.delete_parameter().name(kind.name(names)).send().await.or_missing(NOT_FOUND, &resource, "ssm:DeleteParameter")?;
+            Ok(())
+        })
+        .await
 }
 
 /// For `status`: present or not, never the value of a secret.
 pub async fn observe(aws: &Aws, names: &Names, kind: Kind) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names, kind).await? {
-        None => Observed::Missing,
-        Some(live) if !live.tagged => Observed::NotOurs,
-        Some(_) if kind.secret() => Observed::present(None, "SecureString"),
-        Some(live) => Observed::present(Some(live.value), "String"),
-    })
+    Ok(Found::of(read(aws, names, kind).await?, |live| live.tagged).observe(|live| {
+        if kind.secret() { Observed::present(None, "SecureString") } else { Observed::present(Some(live.value), "String") }
+    }))
 }
 
 /// A fresh WHIP bearer token: 32 random bytes, hex.

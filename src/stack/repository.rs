@@ -2,7 +2,7 @@
 
 use aws_sdk_ecr::types::Tag;
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -81,28 +81,24 @@ pub async fn ensure(aws: &Aws, names: &Names, mode: Mode) -> Result<(Change, Rep
 
 pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(names);
-    match read(aws, names).await? {
-        None => Ok(Change::Absent),
-        Some((_, false)) => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                // `force`: the images are the stack's too.
-                aws.ecr.delete_repository().repository_name(&names.repository).force(true).send().await.or_missing(
-                    NOT_FOUND,
-                    &resource,
-                    "ecr:DeleteRepository",
-                )?;
-            }
-            Ok(Change::Deleted)
-        }
-    }
+    Found::of(read(aws, names).await?, |(_, tagged)| *tagged)
+        .remove(mode, async |_| {
+            // `force`: the images are the stack's too.
+            aws.ecr.delete_repository().repository_name(&names.repository).force(true).send().await.or_missing(
+                NOT_FOUND,
+                &resource,
+                "ecr:DeleteRepository",
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names).await? {
-        None => Observed::Missing,
-        Some((_, false)) => Observed::NotOurs,
-        Some((repository, true)) => {
+    Ok(match Found::of(read(aws, names).await?, |(_, tagged)| *tagged) {
+        Found::Missing => Observed::Missing,
+        Found::NotOurs => Observed::NotOurs,
+        Found::Ours((repository, _)) => {
             let images = aws.ecr.list_images().repository_name(&names.repository).send().await.on(&label(names), "ecr:ListImages")?;
             Observed::present(Some(repository.uri), format!("{} image(s)", images.image_ids().len()))
         }

@@ -4,7 +4,7 @@ use aws_sdk_eventbridge::types::{RuleState, Tag, Target};
 use serde_json::{Value, json};
 
 use super::template::{self, EVENT_PATTERN};
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -106,29 +106,23 @@ pub async fn ensure(aws: &Aws, names: &Names, cluster_arn: &str, function_arn: &
 
 pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(names);
-    match read(aws, names).await? {
-        None => Ok(Change::Absent),
-        Some(live) if !live.tagged => Ok(left_alone()),
-        Some(live) => {
-            if mode == Mode::Apply {
-                if !live.targets.is_empty() {
-                    let ids = live.targets.into_iter().map(|(id, _)| id).collect();
-                    aws.events.remove_targets().rule(&names.rule).set_ids(Some(ids)).send().await.on(&resource, "events:RemoveTargets")?;
-                }
-                aws.events.delete_rule().name(&names.rule).send().await.or_missing(NOT_FOUND, &resource, "events:DeleteRule")?;
+    Found::of(read(aws, names).await?, |live| live.tagged)
+        .remove(mode, async |live| {
+            if !live.targets.is_empty() {
+                let ids = live.targets.into_iter().map(|(id, _)| id).collect();
+                aws.events.remove_targets().rule(&names.rule).set_ids(Some(ids)).send().await.on(&resource, "events:RemoveTargets")?;
             }
-            Ok(Change::Deleted)
-        }
-    }
+            aws.events.delete_rule().name(&names.rule).send().await.or_missing(NOT_FOUND, &resource, "events:DeleteRule")?;
+            Ok(())
+        })
+        .await
 }
 
 pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names).await? {
-        None => Observed::Missing,
-        Some(live) if !live.tagged => Observed::NotOurs,
-        Some(live) => Observed::present(
+    Ok(Found::of(read(aws, names).await?, |live| live.tagged).observe(|live| {
+        Observed::present(
             Some(arn(aws, names)),
             format!("{}, {} target(s)", if live.enabled { "ENABLED" } else { "DISABLED" }, live.targets.len()),
-        ),
-    })
+        )
+    }))
 }

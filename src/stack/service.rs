@@ -10,7 +10,7 @@ use aws_sdk_ecs::types::{
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -188,20 +188,16 @@ pub async fn set_desired_count(aws: &Aws, names: &Names, count: i32) -> Result<(
 /// Scales the service to zero and deletes it; its tasks drain in the background.
 pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(names);
-    match read(aws, names).await? {
-        None => Ok(Change::Absent),
-        Some(live) if !is_ours(&live, names) => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                aws.ecs.delete_service().cluster(&names.cluster).service(&names.service).force(true).send().await.or_missing(
-                    &["ServiceNotFoundException", "ClusterNotFoundException"],
-                    &resource,
-                    "ecs:DeleteService",
-                )?;
-            }
-            Ok(Change::Deleted)
-        }
-    }
+    Found::of(read(aws, names).await?, |live| is_ours(live, names))
+        .remove(mode, async |_| {
+            aws.ecs.delete_service().cluster(&names.cluster).service(&names.service).force(true).send().await.or_missing(
+                &["ServiceNotFoundException", "ClusterNotFoundException"],
+                &resource,
+                "ecs:DeleteService",
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 fn state_of(service: &Service) -> ServiceState {
@@ -231,14 +227,12 @@ pub async fn state(aws: &Aws, names: &Names) -> Result<Option<ServiceState>, Aws
 }
 
 pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names).await? {
-        None => Observed::Missing,
-        Some(live) if !is_ours(&live, names) => Observed::NotOurs,
-        Some(live) => Observed::present(
+    Ok(Found::of(read(aws, names).await?, |live| is_ours(live, names)).observe(|live| {
+        Observed::present(
             live.service_arn().map(str::to_owned),
             format!("{}, {} of {} tasks running", live.status().unwrap_or_default(), live.running_count(), live.desired_count()),
-        ),
-    })
+        )
+    }))
 }
 
 /// Why the service cannot reach its desired count, as far as ECS tells.

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{
 };
 use ivs_ip_register::registry::KEY;
 
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -140,34 +140,21 @@ pub async fn ensure(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsE
 
 pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(names);
-    match read(aws, names).await? {
-        None => Ok(Change::Absent),
-        Some(live) if !live.tagged => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                aws.dynamodb.delete_table().table_name(&names.table).send().await.or_missing(
-                    &["ResourceNotFoundException"],
-                    &resource,
-                    "dynamodb:DeleteTable",
-                )?;
-            }
-            Ok(Change::Deleted)
-        }
-    }
+    Found::of(read(aws, names).await?, |live| live.tagged)
+        .remove(mode, async |_| {
+            aws.dynamodb.delete_table().table_name(&names.table).send().await.or_missing(
+                &["ResourceNotFoundException"],
+                &resource,
+                "dynamodb:DeleteTable",
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names).await? {
-        None => Observed::Missing,
-        Some(live) if !live.tagged => Observed::NotOurs,
-        Some(live) => Observed::present(
-            None,
-            format!(
-                "{}, {}, {}",
-                live.status,
-                if live.on_demand { "on-demand" } else { "provisioned" },
-                if live.ttl { "TTL on" } else { "TTL off" }
-            ),
-        ),
-    })
+    Ok(Found::of(read(aws, names).await?, |live| live.tagged).observe(|live| {
+        let billing = if live.on_demand { "on-demand" } else { "provisioned" };
+        Observed::present(None, format!("{}, {billing}, {}", live.status, if live.ttl { "TTL on" } else { "TTL off" }))
+    }))
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::template::{self, TASK_DEFINITION};
-use super::{Change, Mode, Names, Observed, TAG_KEY, left_alone, not_ours};
+use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 
@@ -331,46 +331,38 @@ fn to_value(document: &Document) -> Value {
 /// Deregisters every active revision of the family, if the latest is this stack's.
 pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
     let resource = label(names);
-    match read(aws, names).await? {
-        None => Ok(Change::Absent),
-        Some(live) if !live.tagged => Ok(left_alone()),
-        Some(_) => {
-            if mode == Mode::Apply {
-                let revisions = aws
-                    .ecs
-                    .list_task_definitions()
-                    .family_prefix(&names.task_family)
-                    .status(TaskDefinitionStatus::Active)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .on(&resource, "ecs:ListTaskDefinitions")?;
-                // The prefix also matches other families starting with ours.
-                let ours = revisions
-                    .iter()
-                    .filter(|arn| arn.rsplit_once('/').and_then(|(_, r)| r.rsplit_once(':')).is_some_and(|(f, _)| f == names.task_family));
-                for arn in ours {
-                    aws.ecs.deregister_task_definition().task_definition(arn).send().await.or_missing(
-                        &["ClientException"],
-                        &resource,
-                        "ecs:DeregisterTaskDefinition",
-                    )?;
-                }
+    Found::of(read(aws, names).await?, |live| live.tagged)
+        .remove(mode, async |_| {
+            let revisions = aws
+                .ecs
+                .list_task_definitions()
+                .family_prefix(&names.task_family)
+                .status(TaskDefinitionStatus::Active)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .on(&resource, "ecs:ListTaskDefinitions")?;
+            // The prefix also matches other families starting with ours.
+            let ours = revisions
+                .iter()
+                .filter(|arn| arn.rsplit_once('/').and_then(|(_, r)| r.rsplit_once(':')).is_some_and(|(f, _)| f == names.task_family));
+            for arn in ours {
+                aws.ecs.deregister_task_definition().task_definition(arn).send().await.or_missing(
+                    &["ClientException"],
+                    &resource,
+                    "ecs:DeregisterTaskDefinition",
+                )?;
             }
-            Ok(Change::Deleted)
-        }
-    }
+            Ok(())
+        })
+        .await
 }
 
 pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(match read(aws, names).await? {
-        None => Observed::Missing,
-        Some(live) if !live.tagged => Observed::NotOurs,
-        Some(live) => {
-            let image = live.document.container_definitions.first().map(|c| c.image.clone()).unwrap_or_default();
-            Observed::present(Some(live.arn), format!("{} CPU units, {} MiB, image {image}", live.document.cpu, live.document.memory))
-        }
-    })
+    Ok(Found::of(read(aws, names).await?, |live| live.tagged).observe(|live| {
+        let image = live.document.container_definitions.first().map(|c| c.image.clone()).unwrap_or_default();
+        Observed::present(Some(live.arn), format!("{} CPU units, {} MiB, image {image}", live.document.cpu, live.document.memory))
+    }))
 }
