@@ -129,14 +129,15 @@ async fn the_web_app_records_with_ivsctl_local_and_shows_it_is_live() {
 async fn a_wrong_token_and_a_stopped_relay_are_explained_in_the_page() {
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = Relay::start(dir.path(), &["--token", "right-token"]).await;
-    let events = browser(&["--url", &format!("{}/?stream=cam1&token=wrong", relay.base), "--expect", "message"]).await;
+    let events = browser(&["--url", &format!("{}/?stream=cam1", relay.base), "--token", "wrong", "--expect", "message"]).await;
     let text = event(&events, "message")["text"].as_str().unwrap_or_default().to_owned();
     assert!(text.contains("refused the access token (401)"), "{text}");
 
     // The page is served, then the relay goes away before Go Live.
     let pid = relay.child.id().expect("relay running").to_string();
     let events =
-        browser(&["--url", &format!("{}/?stream=cam1&token=right-token", relay.base), "--expect", "message", "--kill-pid", &pid]).await;
+        browser(&["--url", &format!("{}/?stream=cam1", relay.base), "--token", "right-token", "--expect", "message", "--kill-pid", &pid])
+            .await;
     let text = event(&events, "message")["text"].as_str().unwrap_or_default().to_owned();
     assert!(text.contains("unreachable"), "{text}");
 }

@@ -66,7 +66,6 @@ function restoreSettings() {
   }
   $('remember').checked = Boolean(s.remember);
   const params = new URLSearchParams(location.search);
-  if (params.get('token')) $('token').value = params.get('token');
   if (params.get('stream')) $('stream').value = params.get('stream');
   if (params.get('resolution')) $('resolution').value = params.get('resolution');
   if (s.dest) document.querySelector(`input[name=dest][value="${s.dest}"]`)?.click();

@@ -1,35 +1,59 @@
 //! Command-line flags (with environment fallbacks) and the settings resolved from them. Flags
 //! shared by `ivs-relay` and `ivsctl local` live in `StreamingArgs`; each binary adds its own
 //! listener defaults and turns everything into a `RelayConfig`.
+//!
+//! Secrets (the token, destination URLs with their stream keys) are `Secret` from the moment
+//! clap parses them, so no `Debug` of any config type can print them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use ipnet::IpNet;
 
+use crate::address::{AddressPolicy, Restrictions};
 use crate::destination::{Destination, Secret};
 use crate::dns::{Dns, NameServer};
+
+/// A secret flag value: an empty one (say `IVS_RELAY_TOKEN=`) is a mistake, never "no token".
+fn non_empty_secret(value: &str) -> Result<Secret, String> {
+    if value.trim().is_empty() {
+        return Err("is set but empty: give a value, or leave the flag and its variable unset".to_owned());
+    }
+    Ok(Secret::new(value.trim()))
+}
 
 /// Flags of the streaming path, the same for the deployed relay and `ivsctl local`.
 #[derive(Debug, Clone, Args)]
 pub struct StreamingArgs {
     /// Bearer token WHIP clients must send (`Authorization: Bearer …`).
-    #[arg(long, env = "IVS_RELAY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "IVS_RELAY_TOKEN", hide_env_values = true, value_parser = non_empty_secret)]
+    pub token: Option<Secret>,
 
     /// Default destination: rtmp://, rtmps:// or file:// URL; `{stream}` and `{time}` are filled in.
-    #[arg(long, env = "IVS_RELAY_DESTINATION", hide_env_values = true)]
-    pub destination: Option<String>,
+    #[arg(long, env = "IVS_RELAY_DESTINATION", hide_env_values = true, value_parser = non_empty_secret)]
+    pub destination: Option<Secret>,
 
     /// Let clients choose their own rtmp(s):// destination with the `X-RTMP-Destination` header.
     #[arg(long, env = "IVS_RELAY_ALLOW_CLIENT_DESTINATION")]
     pub allow_client_destination: bool,
 
-    /// Let client-chosen destinations resolve to loopback, private or link-local addresses.
+    /// Let client-chosen destinations (and the offer's ICE candidates) be loopback, private or
+    /// link-local addresses.
     #[arg(long, env = "IVS_RELAY_ALLOW_PRIVATE_DESTINATIONS")]
     pub allow_private_destinations: bool,
+
+    /// Ports a client-chosen destination may use.
+    #[arg(long = "allowed-destination-port", env = "IVS_RELAY_ALLOWED_DESTINATION_PORTS", value_delimiter = ',', default_values_t = [1935, 443, 80])]
+    pub allowed_destination_ports: Vec<u16>,
+
+    /// Network a client-chosen destination or ICE candidate may never be in (repeatable), e.g.
+    /// the VPC's own CIDR; refused even with --allow-private-destinations.
+    #[arg(long = "deny-cidr", env = "IVS_RELAY_DENY_CIDRS", value_delimiter = ',')]
+    pub deny_cidrs: Vec<IpNet>,
 
     /// Extra CA certificates (PEM) trusted for rtmps:// ingests, besides the bundled web PKI roots.
     #[arg(long, env = "IVS_RELAY_INGEST_CA")]
@@ -66,6 +90,35 @@ pub struct StreamingArgs {
     /// Playback URL (HLS) of the default destination, shown by the web app's player.
     #[arg(long, env = "IVS_RELAY_PLAYBACK_URL")]
     pub playback_url: Option<String>,
+
+    /// Most HTTP connections open at once; more are closed on accept.
+    #[arg(long, env = "IVS_RELAY_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// WHIP POSTs one client address may make per minute (with a burst of a third of it).
+    #[arg(long, env = "IVS_RELAY_POSTS_PER_MINUTE", default_value_t = 60)]
+    pub posts_per_minute: u32,
+}
+
+/// Where the relay runs, which decides what it trusts on the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// `ivsctl local`: one machine or a LAN; loopback and private ICE candidates are normal.
+    Local,
+    /// The deployed relay on the internet.
+    Internet,
+}
+
+/// HTTP limits: what a connection may hold and for how long. Headers and body each get half
+/// of 10 s, so a whole request arrives within 10 s or the connection is closed.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    /// From accepting a connection (or the end of its previous request) to a request's last header.
+    pub header_timeout: Duration,
+    /// From a POST's last header to the end of its body.
+    pub body_timeout: Duration,
+    pub posts_per_minute: u32,
 }
 
 /// How the HTTP side listens.
@@ -86,11 +139,16 @@ pub enum HttpSecurity {
 pub struct RelayConfig {
     pub listen: SocketAddr,
     pub http: HttpSecurity,
+    pub http_limits: HttpLimits,
     pub token: Option<Secret>,
     /// Destination template (may hold `{stream}`/`{time}`); checked at start.
-    pub destination: Option<String>,
+    pub destination: Option<Secret>,
     pub allow_client_destination: bool,
-    pub allow_private_destinations: bool,
+    /// What a client-chosen destination may resolve to.
+    pub client_destinations: AddressPolicy,
+    pub allowed_destination_ports: Vec<u16>,
+    /// Which of an offer's ICE candidates the relay may send checks to.
+    pub ice_candidates: AddressPolicy,
     pub ingest_tls: Arc<rustls::ClientConfig>,
     pub dns: Dns,
     pub udp_port: u16,
@@ -103,10 +161,11 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    pub fn new(listen: SocketAddr, http: HttpSecurity, args: StreamingArgs) -> anyhow::Result<Self> {
+    pub fn new(listen: SocketAddr, http: HttpSecurity, args: StreamingArgs, exposure: Exposure) -> anyhow::Result<Self> {
         if let Some(template) = &args.destination {
-            Destination::parse(template, "check", jiff::Timestamp::now())
-                .with_context(|| format!("--destination {template:?} is not usable"))?;
+            // The error says what is wrong, never the URL: it holds the stream key.
+            Destination::parse(template.expose(), "check", jiff::Timestamp::now())
+                .map_err(|e| anyhow::anyhow!("--destination is not usable: {e}"))?;
         } else if !args.allow_client_destination {
             anyhow::bail!(
                 "no destination: give --destination (or IVS_RELAY_DESTINATION), or allow clients to choose with --allow-client-destination"
@@ -115,13 +174,32 @@ impl RelayConfig {
         if args.aac_bitrate < 32_000 || args.aac_bitrate > 320_000 {
             anyhow::bail!("--aac-bitrate {} is outside 32000..=320000", args.aac_bitrate);
         }
+        if args.max_connections == 0 || args.posts_per_minute == 0 {
+            anyhow::bail!("--max-connections and --posts-per-minute must be at least 1");
+        }
+        let restricted = AddressPolicy::Restricted(Arc::new(Restrictions {
+            allow_private: args.allow_private_destinations,
+            deny: args.deny_cidrs.clone(),
+        }));
+        let ice_candidates = match exposure {
+            Exposure::Local => AddressPolicy::Any,
+            Exposure::Internet => restricted.clone(),
+        };
         Ok(Self {
             listen,
             http,
-            token: args.token.filter(|t| !t.is_empty()).map(Secret::new),
+            http_limits: HttpLimits {
+                max_connections: args.max_connections,
+                header_timeout: Duration::from_secs(5),
+                body_timeout: Duration::from_secs(5),
+                posts_per_minute: args.posts_per_minute,
+            },
+            token: args.token,
             destination: args.destination,
             allow_client_destination: args.allow_client_destination,
-            allow_private_destinations: args.allow_private_destinations,
+            client_destinations: restricted,
+            allowed_destination_ports: args.allowed_destination_ports,
+            ice_candidates,
             ingest_tls: ingest_tls_config(args.ingest_ca.as_deref())?,
             dns: Dns::new(&args.nameservers),
             udp_port: args.udp_port,

@@ -3,14 +3,16 @@
 //!
 //! The stream key is a secret: `Display` and `Debug` never show it, and a destination's host
 //! is all that status output may name. Client-chosen destinations are checked here too: only
-//! `rtmp(s)://`, and never an address inside the relay's own network.
+//! `rtmp(s)://`, on an allowed port, and never an address inside the relay's own network
+//! (`address`). A refusal names the host, never the address it resolved to.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::address::AddressPolicy;
 use crate::dns::Dns;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -28,8 +30,10 @@ pub enum DestinationError {
     ClientFile,
     #[error("destination host {host} cannot be resolved: {reason}")]
     Unresolvable { host: String, reason: String },
-    #[error("destination host {host} resolves to {ip}, a loopback, private, link-local or unspecified address")]
-    PrivateAddress { host: String, ip: IpAddr },
+    #[error("destination host {host} is not allowed: it must resolve to public addresses only")]
+    PrivateAddress { host: String },
+    #[error("destination port {port} is not allowed (allowed: {allowed})")]
+    PortNotAllowed { port: u16, allowed: String },
 }
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
@@ -151,52 +155,16 @@ impl Destination {
     }
 }
 
-/// Which addresses an ingest may resolve to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressPolicy {
-    /// The operator's own destination: anything goes.
-    Any,
-    /// A client's: public addresses only, checked on every (re)connect so that DNS cannot
-    /// point a later connection inward.
-    PublicOnly,
-}
-
-/// Whether `ip` lies outside every loopback, private, link-local, shared or unspecified range.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
-        }
-    }
-}
-
 /// Resolves an ingest's host and applies `policy`; the addresses returned are the ones to
 /// connect to.
-pub async fn resolve(dns: &Dns, target: &RtmpTarget, policy: AddressPolicy) -> Result<Vec<SocketAddr>, DestinationError> {
+pub async fn resolve(dns: &Dns, target: &RtmpTarget, policy: &AddressPolicy) -> Result<Vec<SocketAddr>, DestinationError> {
     let addrs = dns
         .resolve(&target.host, target.port)
         .await
         .map_err(|e| DestinationError::Unresolvable { host: target.host.clone(), reason: e.to_string() })?;
-    if policy == AddressPolicy::PublicOnly
-        && let Some(bad) = addrs.iter().find(|a| !is_public(a.ip()))
-    {
-        return Err(DestinationError::PrivateAddress { host: target.host.clone(), ip: bad.ip() });
+    // One inward address refuses the host: a connection could pick any of them.
+    if addrs.iter().any(|a| !policy.permits(a.ip())) {
+        return Err(DestinationError::PrivateAddress { host: target.host.clone() });
     }
     Ok(addrs)
 }
@@ -246,34 +214,14 @@ mod tests {
         assert!(matches!(parse("rtmp://"), Err(DestinationError::Malformed(_) | DestinationError::NoHost)));
     }
 
-    #[test]
-    fn inward_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-            "::",
-        ] {
-            assert!(!is_public(ip.parse().expect("ip")), "{ip}");
-        }
-        for ip in ["52.94.1.1", "2600:1f18::1"] {
-            assert!(is_public(ip.parse().expect("ip")), "{ip}");
-        }
-    }
-
     #[tokio::test]
     async fn a_client_destination_resolving_to_loopback_is_refused() {
         let Ok(Destination::Rtmp(t)) = parse("rtmp://localhost:1935/app/key") else { panic!("parse") };
         let dns = Dns::new(&[]);
-        assert!(matches!(resolve(&dns, &t, AddressPolicy::PublicOnly).await, Err(DestinationError::PrivateAddress { .. })));
-        assert!(resolve(&dns, &t, AddressPolicy::Any).await.is_ok());
+        let client = AddressPolicy::Restricted(std::sync::Arc::default());
+        let refused = resolve(&dns, &t, &client).await.expect_err("loopback refused");
+        assert_eq!(refused, DestinationError::PrivateAddress { host: "localhost".into() });
+        assert!(!refused.to_string().contains("127.0.0.1"), "the refusal names the address: {refused}");
+        assert!(resolve(&dns, &t, &AddressPolicy::Any).await.is_ok());
     }
 }

@@ -4,17 +4,25 @@
 //! Layout:
 //! * `media` — the sans-IO core: RTP → FLV tags (H.264 remux, Opus → AAC, one timeline).
 //! * `destination` — where a session publishes; parsing, redaction, and what clients may choose.
+//! * `address` — which IP addresses a client may make the relay reach (ingests, ICE).
+//! * `ice` — filtering an offer's ICE candidates by that rule.
 //! * `dns` — host names resolved in Rust (the static binary runs with no C resolver).
 //! * `sink` — writing tags out: RTMP/RTMPS with reconnects, or an FLV file.
 //! * `session` — one publisher: the WebRTC peer, the core and the sink, and their lifecycle.
-//! * `whip` — the HTTP surface (RFC 9725), auth, CORS, the web app, health and metrics.
+//! * `whip` — the HTTP surface (RFC 9725), the web app, health and metrics.
+//! * `guard` — what a WHIP request passes first: origin, token, rate, body deadline; CORS.
+//! * `connections` — the cap on open HTTP connections.
 //! * `metrics` — Prometheus counters and histograms.
 //! * `config` — command-line flags and the settings resolved from them.
 //! * `server` — puts it together: listeners, shutdown.
 
+pub mod address;
 pub mod config;
+pub mod connections;
 pub mod destination;
 pub mod dns;
+pub mod guard;
+pub mod ice;
 pub mod media;
 pub mod metrics;
 pub mod offer;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ivs_relay::config::{HttpSecurity, RelayConfig, StreamingArgs};
+use ivs_relay::config::{Exposure, HttpSecurity, RelayConfig, StreamingArgs};
 use ivs_relay::server;
 
 /// WHIP (WebRTC) in, RTMP/RTMPS out: publish from a browser to Amazon IVS or any RTMP ingest.
@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         (false, Some(cert), Some(key)) => HttpSecurity::Files { cert, key },
         _ => HttpSecurity::SelfSigned,
     };
-    let config = RelayConfig::new(cli.listen, http, cli.streaming)?;
+    let config = RelayConfig::new(cli.listen, http, cli.streaming, Exposure::Internet)?;
     let running = server::start(config).await?;
     running.serve_until(server::shutdown_signal()).await
 }

@@ -1,16 +1,19 @@
-//! The relay's shared state: its settings, the WebRTC API, the open sessions and the metrics.
-//! Sessions are added by WHIP POST and remove themselves when they end.
+//! The relay's shared state: its settings, the WebRTC API, the open sessions, the stream names
+//! they hold and the metrics. A stream name is held by a `Reservation` from the POST until its
+//! session has fully ended; dropping the reservation, on whatever path, frees the name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use thiserror::Error;
 use webrtc::api::API;
 
+use crate::address::AddressPolicy;
 use crate::config::RelayConfig;
-use crate::destination::{AddressPolicy, Destination};
+use crate::destination::Destination;
+use crate::guard::PostRateLimit;
 use crate::metrics::Metrics;
 use crate::session::{Session, SessionError, SessionParams};
 use crate::status::StatusReport;
@@ -30,16 +33,32 @@ pub enum StartError {
 pub struct Relay {
     pub config: RelayConfig,
     pub metrics: Arc<Metrics>,
+    pub(crate) post_rate: PostRateLimit,
     api: API,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Streams with a session being set up or live: one publisher per stream.
-    streams: Mutex<HashMap<String, String>>,
+    streams: Mutex<HashSet<String>>,
     accepting: AtomicBool,
+}
+
+/// A stream name held for one session; dropped, it frees the name.
+pub struct Reservation {
+    relay: Weak<Relay>,
+    stream: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(relay) = self.relay.upgrade() {
+            relay.streams().remove(&self.stream);
+        }
+    }
 }
 
 impl Relay {
     pub fn new(config: RelayConfig, api: API) -> Self {
         Self {
+            post_rate: PostRateLimit::per_minute(config.http_limits.posts_per_minute),
             config,
             metrics: Arc::new(Metrics::new()),
             api,
@@ -53,7 +72,7 @@ impl Relay {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn streams(&self) -> MutexGuard<'_, HashMap<String, String>> {
+    fn streams(&self) -> MutexGuard<'_, HashSet<String>> {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -65,12 +84,32 @@ impl Relay {
         self.sessions().len()
     }
 
+    /// Stream names held, by live sessions and by those being set up.
+    pub fn reservation_count(&self) -> usize {
+        self.streams().len()
+    }
+
     pub fn session(&self, stream: &str, id: &str) -> Option<Arc<Session>> {
         self.sessions().get(id).filter(|s| s.stream == stream).cloned()
     }
 
     pub fn report(&self, stream: &str, id: &str) -> Option<StatusReport> {
         self.session(stream, id).map(|s| s.status.report())
+    }
+
+    fn reserve(self: &Arc<Self>, stream: &str) -> Result<Reservation, StartError> {
+        if !self.accepting() {
+            return Err(StartError::ShuttingDown);
+        }
+        let mut streams = self.streams();
+        if streams.contains(stream) {
+            return Err(StartError::Busy);
+        }
+        if streams.len() >= self.config.max_sessions {
+            return Err(StartError::Full);
+        }
+        streams.insert(stream.to_owned());
+        Ok(Reservation { relay: Arc::downgrade(self), stream: stream.to_owned() })
     }
 
     pub async fn start_session(
@@ -80,48 +119,30 @@ impl Relay {
         destination: Destination,
         policy: AddressPolicy,
     ) -> Result<(Arc<Session>, String), StartError> {
-        if !self.accepting() {
-            return Err(StartError::ShuttingDown);
-        }
+        let reservation = self.reserve(stream)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        {
-            let mut streams = self.streams();
-            if streams.contains_key(stream) {
-                return Err(StartError::Busy);
-            }
-            if streams.len() >= self.config.max_sessions {
-                return Err(StartError::Full);
-            }
-            streams.insert(stream.to_owned(), id.clone());
-        }
         let params = SessionParams {
             id: id.clone(),
             stream: stream.to_owned(),
             destination,
             policy,
+            candidates: self.config.ice_candidates.clone(),
             aac_bitrate: self.config.aac_bitrate,
             tls: self.config.ingest_tls.clone(),
             dns: self.config.dns.clone(),
             metrics: self.metrics.clone(),
         };
-        let relay = Arc::downgrade(self);
-        let (stream_key, session_id) = (stream.to_owned(), id.clone());
+        let (relay, ended) = (Arc::downgrade(self), id.clone());
+        let register = |session: &Arc<Session>| {
+            self.sessions().insert(id.clone(), session.clone());
+        };
         let on_end = move || {
             if let Some(relay) = relay.upgrade() {
-                relay.sessions().remove(&session_id);
-                relay.streams().remove(&stream_key);
+                relay.sessions().remove(&ended);
             }
+            drop(reservation); // the name goes last: a new session may start only after this one is gone
         };
-        match Session::start(&self.api, offer, params, on_end).await {
-            Ok((session, answer)) => {
-                self.sessions().insert(id, session.clone());
-                Ok((session, answer))
-            }
-            Err(e) => {
-                self.streams().remove(stream);
-                Err(e.into())
-            }
-        }
+        Ok(Session::start(&self.api, offer, params, register, on_end).await?)
     }
 
     /// Stops taking sessions and ends every open one cleanly (RTMP deleteStream), waiting at

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{HttpSecurity, RelayConfig};
+use crate::config::{HttpLimits, HttpSecurity, RelayConfig};
+use crate::connections::ConnectionLimit;
 use crate::peer::{self, IceSettings};
 use crate::relay::Relay;
 
@@ -61,33 +62,52 @@ pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
     listener.set_nonblocking(true)?;
     let http_addr = listener.local_addr()?;
     let security = config.http.clone();
+    let limits = config.http_limits.clone();
     let relay = Arc::new(Relay::new(config, api));
-    let app = crate::whip::router(relay.clone()).into_make_service();
+    // The client's address is what POSTs are rate-limited by.
+    let app = crate::whip::router(relay.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
+    let connections = ConnectionLimit::new(limits.max_connections);
 
-    let server = match security {
-        HttpSecurity::Plain => {
-            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
-            tokio::spawn(server.serve(app))
-        }
-        HttpSecurity::Files { cert, key } => {
-            let tls = axum_server::tls_rustls::RustlsConfig::from_config(server_tls(
-                &std::fs::read(&cert).with_context(|| format!("cannot read --tls-cert {}", cert.display()))?,
-                &std::fs::read(&key).with_context(|| format!("cannot read --tls-key {}", key.display()))?,
-            )?);
-            tokio::spawn(axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone()).serve(app))
-        }
+    let tls = match security {
+        HttpSecurity::Plain => None,
+        HttpSecurity::Files { cert, key } => Some(server_tls(
+            &std::fs::read(&cert).with_context(|| format!("cannot read --tls-cert {}", cert.display()))?,
+            &std::fs::read(&key).with_context(|| format!("cannot read --tls-key {}", key.display()))?,
+        )?),
         HttpSecurity::SelfSigned => {
             let (cert, key) = self_signed(http_addr)?;
             tracing::warn!(
                 "serving HTTPS with a self-signed certificate; browsers will ask to accept it (give --tls-cert/--tls-key for a real one)"
             );
-            let tls = axum_server::tls_rustls::RustlsConfig::from_config(server_tls(cert.as_bytes(), key.as_bytes())?);
-            tokio::spawn(axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone()).serve(app))
+            Some(server_tls(cert.as_bytes(), key.as_bytes())?)
+        }
+    };
+    let server = match tls {
+        None => {
+            let server = with_deadlines(axum_server::from_tcp(listener)?.acceptor(connections), &limits);
+            tokio::spawn(server.handle(handle.clone()).serve(app))
+        }
+        Some(tls) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).handshake_timeout(limits.header_timeout).acceptor(connections);
+            let server = with_deadlines(axum_server::from_tcp(listener)?.acceptor(acceptor), &limits);
+            tokio::spawn(server.handle(handle.clone()).serve(app))
         }
     };
     tracing::info!(http = %http_addr, udp = %ice.bind, public_ip = ?ice.public_ip, "relay listening");
     Ok(Running { http_addr, relay, handle, server })
+}
+
+/// HTTP/1.1 only, with the header deadline on every request of a connection; the body's is the
+/// guard's. A client that never finishes its headers is closed, not waited for.
+fn with_deadlines<A>(
+    server: axum_server::Server<std::net::SocketAddr, A>,
+    limits: &HttpLimits,
+) -> axum_server::Server<std::net::SocketAddr, A> {
+    let mut server = server.http1_only().first_request_timeout(limits.header_timeout);
+    server.http_builder().http1().header_read_timeout(Some(limits.header_timeout));
+    server
 }
 
 fn server_tls(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<rustls::ServerConfig>> {

@@ -18,18 +18,20 @@ use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndicat
 use webrtc::rtcp::sender_report::SenderReport;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
-use crate::destination::{AddressPolicy, Destination};
+use crate::address::AddressPolicy;
+use crate::destination::Destination;
 use crate::media::clock::Track;
 use crate::media::rtp::RtpPacket;
 use crate::media::{CoreConfig, Input, MediaCore, Output, Tag, TagKind};
 use crate::metrics::Metrics;
 use crate::offer::{self, OfferError};
+use crate::sink::queue::SendError;
 use crate::sink::{self, SinkContext, SinkHandle};
 use crate::status::SessionStatus;
 
 /// A session whose publisher sent nothing for this long is ended.
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(8);
-/// How long the sink gets to end the RTMP stream cleanly when a session ends.
+/// How long the sink gets to end the RTMP stream cleanly when a session ends; then it is aborted.
 const SINK_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long answering waits for ICE candidates to be gathered (host candidates: instant).
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,6 +64,8 @@ pub struct SessionParams {
     pub tls: Arc<rustls::ClientConfig>,
     pub dns: crate::dns::Dns,
     pub metrics: Arc<Metrics>,
+    /// Which addresses among the offer's ICE candidates the relay may send checks to.
+    pub candidates: AddressPolicy,
 }
 
 pub struct Session {
@@ -72,41 +76,68 @@ pub struct Session {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Closes a peer connection that is dropped before a media task took it over, whatever path
+/// (error, cancellation, panic) dropped it: the `webrtc` crate frees sockets and tasks only on
+/// `close()`.
+struct ClosesOnDrop(Option<Arc<RTCPeerConnection>>);
+
+impl ClosesOnDrop {
+    fn take(mut self) -> Arc<RTCPeerConnection> {
+        self.0.take().expect("taken once, by the media task")
+    }
+}
+
+impl std::ops::Deref for ClosesOnDrop {
+    type Target = RTCPeerConnection;
+    fn deref(&self) -> &RTCPeerConnection {
+        self.0.as_deref().expect("only `take` empties it, consuming the guard")
+    }
+}
+
+impl Drop for ClosesOnDrop {
+    fn drop(&mut self) {
+        if let Some(pc) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
 impl Session {
-    /// Answers `offer` and starts the session; `on_end` runs once it has fully ended.
+    /// Answers `offer` and starts the session. `register` sees the session before its task
+    /// runs; `on_end` runs once the session has fully ended (both are dropped, never called,
+    /// when starting fails).
     pub async fn start(
         api: &API,
         offer_sdp: String,
         params: SessionParams,
+        register: impl FnOnce(&Arc<Session>),
         on_end: impl FnOnce() + Send + 'static,
     ) -> Result<(Arc<Self>, String), SessionError> {
         let summary = offer::check(&offer_sdp)?;
+        let (offer_sdp, candidates) = crate::ice::filter_offer_candidates(&offer_sdp, &params.candidates);
+        if candidates.dropped > 0 {
+            tracing::debug!(kept = candidates.kept, dropped = candidates.dropped, "offer's ICE candidates filtered");
+        }
         let negotiation = |e: webrtc::Error| SessionError::Negotiation(e.to_string());
         let core = MediaCore::new(CoreConfig { has_audio: summary.has_audio, aac_bitrate: params.aac_bitrate, ..CoreConfig::default() })?;
 
-        let pc = Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.map_err(negotiation)?);
+        let pc = ClosesOnDrop(Some(Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.map_err(negotiation)?)));
         let cancel = CancellationToken::new();
         let (events_tx, events_rx) = mpsc::channel(1024);
         watch_tracks(&pc, events_tx);
         watch_connection(&pc, cancel.clone());
 
-        let answer = async {
-            let offer = RTCSessionDescription::offer(offer_sdp).map_err(negotiation)?;
-            pc.set_remote_description(offer).await.map_err(negotiation)?;
-            let answer = pc.create_answer(None).await.map_err(negotiation)?;
-            let mut gathered = pc.gathering_complete_promise().await;
-            pc.set_local_description(answer).await.map_err(negotiation)?;
-            let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.recv()).await;
-            pc.local_description().await.map(|d| d.sdp).ok_or_else(|| SessionError::Negotiation("no local description".into()))
-        }
-        .await;
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(e) => {
-                let _ = pc.close().await;
-                return Err(e);
-            }
-        };
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(negotiation)?;
+        pc.set_remote_description(offer).await.map_err(negotiation)?;
+        let answer = pc.create_answer(None).await.map_err(negotiation)?;
+        let mut gathered = pc.gathering_complete_promise().await;
+        pc.set_local_description(answer).await.map_err(negotiation)?;
+        let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.recv()).await;
+        let answer = pc.local_description().await.map(|d| d.sdp).ok_or_else(|| SessionError::Negotiation("no local description".into()))?;
 
         let status = Arc::new(SessionStatus::new(
             params.id.clone(),
@@ -121,7 +152,7 @@ impl Session {
                 status: status.clone(),
                 metrics: params.metrics.clone(),
                 keyframe_wanted: keyframe_wanted.clone(),
-                policy: params.policy,
+                policy: params.policy.clone(),
                 tls: params.tls.clone(),
                 dns: params.dns.clone(),
                 has_audio: summary.has_audio,
@@ -139,7 +170,7 @@ impl Session {
             task: Mutex::new(None),
         });
         let media = MediaTask {
-            pc,
+            pc: pc.take(),
             core,
             events: events_rx,
             sink,
@@ -151,6 +182,7 @@ impl Session {
             bytes_received: 0,
             overflowed: false,
         };
+        register(&session);
         let task = tokio::spawn(async move {
             media.run().await;
             on_end();
@@ -315,7 +347,7 @@ impl MediaTask {
         }
         match self.sink.tags.try_send(tag) {
             Ok(()) => false,
-            Err(mpsc::error::TrySendError::Full(tag)) => {
+            Err(SendError::Full(tag)) => {
                 if tag.kind == TagKind::Video {
                     self.metrics.dropped_frames.inc();
                 }
@@ -323,7 +355,7 @@ impl MediaTask {
                 self.overflowed = true;
                 first
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(SendError::Closed) => false,
         }
     }
 
@@ -340,9 +372,12 @@ impl MediaTask {
         let Self { pc, sink, status, metrics, core, bytes_received, .. } = self;
         status.update_core(core.stats(), bytes_received);
         status.end("ended");
-        drop(sink.tags); // the sink ends the RTMP stream (deleteStream) or closes the file
-        if tokio::time::timeout(SINK_CLOSE_TIMEOUT, sink.task).await.is_err() {
-            tracing::warn!("sink did not close in time");
+        let SinkHandle { tags, mut task } = sink;
+        drop(tags); // the sink ends the RTMP stream (deleteStream) or closes the file
+        if tokio::time::timeout(SINK_CLOSE_TIMEOUT, &mut task).await.is_err() {
+            tracing::warn!("sink did not close in {SINK_CLOSE_TIMEOUT:?}; aborted");
+            task.abort();
+            let _ = task.await;
         }
         let _ = pc.close().await;
         metrics.sessions.dec();

@@ -1,6 +1,7 @@
 //! `ivsctl local`: the relay in-process on this machine, recording to ./recordings by default.
 
-use ivs_relay::config::{HttpSecurity, RelayConfig};
+use ivs_relay::config::{Exposure, HttpSecurity, RelayConfig};
+use ivs_relay::destination::Secret;
 use ivs_relay::server;
 
 use crate::cli::LocalArgs;
@@ -10,17 +11,14 @@ pub const DEFAULT_DESTINATION: &str = "file://./recordings/{stream}-{time}.flv";
 
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let LocalArgs { listen, https, mut streaming } = args;
-    if streaming.destination.is_none() {
-        streaming.destination = Some(DEFAULT_DESTINATION.to_owned());
-    }
-    let destination = streaming.destination.clone().unwrap_or_default();
+    let destination = streaming.destination.get_or_insert_with(|| Secret::new(DEFAULT_DESTINATION)).clone();
     let http = if https { HttpSecurity::SelfSigned } else { HttpSecurity::Plain };
-    let config = RelayConfig::new(listen, http, streaming)?;
+    let config = RelayConfig::new(listen, http, streaming, Exposure::Local)?;
     let token_required = config.token.is_some();
     let running = server::start(config).await?;
     let scheme = if https { "https" } else { "http" };
     let base = format!("{scheme}://{}", running.http_addr);
-    let shown_destination = ivs_relay::destination::Destination::parse_url(&destination).map(|d| d.to_string()).unwrap_or_default();
+    let shown_destination = ivs_relay::destination::Destination::parse_url(destination.expose()).map(|d| d.to_string()).unwrap_or_default();
     println!("ivsctl local: relay running");
     println!("  web app:        {base}/");
     println!("  WHIP endpoint:  {base}/whip/{{stream}}{}", if token_required { "  (Authorization: Bearer <token>)" } else { "" });

@@ -2,7 +2,7 @@
 // presses Go Live, and reports what the page shows, one JSON object per line on stdout.
 //
 //   node publish.mjs --url http://127.0.0.1:8080/?stream=cam1 [--seconds 10] [--video clip.y4m]
-//                    [--screenshot live.png] [--expect live|message] [--kill-pid PID]
+//                    [--screenshot live.png] [--expect live|message] [--kill-pid PID] [--token T]
 //
 // --expect live: waits for "live", stays live --seconds, takes the screenshot, presses Stop.
 // --expect message: waits for the page's error message and prints it.
@@ -19,6 +19,8 @@ const { values: args } = parseArgs({
     expect: { type: 'string', default: 'live' },
     resolution: { type: 'string', default: '720' },
     'kill-pid': { type: 'string' },
+    // Typed into the page's token field, as a person would: the page never reads it from its URL.
+    token: { type: 'string' },
   },
 });
 
@@ -37,6 +39,7 @@ try {
   page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
   await page.goto(args.url);
   await page.selectOption('#resolution', args.resolution);
+  if (args.token !== undefined) await page.fill('#token', args.token);
   await page.waitForFunction(() => document.querySelector('#preview')?.srcObject || !document.querySelector('#message').hidden, null, { timeout: 15000 });
   if (args['kill-pid']) {
     // The relay goes away after serving the page, before Go Live.

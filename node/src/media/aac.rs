@@ -5,6 +5,13 @@
 //! Timestamps stay in the 48 kHz RTP clock (extended to i64): each AAC frame is stamped with the
 //! position of its first input sample, minus the encoder's delay. Short gaps are concealed by
 //! libopus; long ones restart the PCM buffer at the new position.
+//!
+//! Work is bounded by the wall clock: what a packet would cost (the samples it decodes to plus
+//! any gap concealed before it) comes out of a budget that refills in real time, so a publisher
+//! whose timestamps or packets claim more audio than time passed cannot make the relay decode
+//! and encode faster than real time for more than `MAX_AHEAD` (time comes in as an argument).
+
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, Encoder, EncoderParams, Transport};
@@ -20,6 +27,40 @@ const MAX_OPUS_SAMPLES: usize = 5760;
 const MAX_CONCEALED_SAMPLES: i64 = 4800;
 /// Concealment works in steps of 20 ms.
 const CONCEALMENT_STEP: usize = 960;
+/// How far decoding may run ahead of the wall clock: a burst of packets held up by the network
+/// fits in it.
+const MAX_AHEAD: Duration = Duration::from_millis(500);
+
+/// Samples (per channel) the transcoder may still produce: refills at the sample rate, up to
+/// `MAX_AHEAD` worth.
+#[derive(Debug)]
+struct RealTimeBudget {
+    samples: i64,
+    refilled_at: Option<Instant>,
+}
+
+impl RealTimeBudget {
+    const CAP: i64 = SAMPLE_RATE as i64 * MAX_AHEAD.as_millis() as i64 / 1000;
+
+    fn new() -> Self {
+        Self { samples: Self::CAP, refilled_at: None }
+    }
+
+    /// Takes `samples` if they are there.
+    fn take(&mut self, now: Instant, samples: i64) -> bool {
+        if let Some(at) = self.refilled_at {
+            let earned =
+                now.saturating_duration_since(at).as_micros().min(MAX_AHEAD.as_micros()) as i64 * i64::from(SAMPLE_RATE) / 1_000_000;
+            self.samples = (self.samples + earned).min(Self::CAP);
+        }
+        self.refilled_at = Some(now);
+        if samples > self.samples {
+            return false;
+        }
+        self.samples -= samples;
+        true
+    }
+}
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -53,6 +94,9 @@ pub struct OpusToAac {
     expected: Option<i64>,
     decoded: Vec<i16>,
     encoded: Vec<u8>,
+    budget: RealTimeBudget,
+    /// Packets dropped because they would have run ahead of real time.
+    over_budget: u64,
 }
 
 impl std::fmt::Debug for OpusToAac {
@@ -85,6 +129,8 @@ impl OpusToAac {
             expected: None,
             decoded: vec![0; CHANNELS * MAX_OPUS_SAMPLES],
             encoded: vec![0; 8192],
+            budget: RealTimeBudget::new(),
+            over_budget: 0,
         })
     }
 
@@ -93,13 +139,28 @@ impl OpusToAac {
         self.audio_specific_config.clone()
     }
 
-    /// Decodes one Opus packet at extended RTP position `rtp` and encodes every whole AAC frame
-    /// now available. A packet that fails to decode is treated as lost.
-    pub fn push(&mut self, rtp: i64, opus_packet: &[u8], out: &mut Vec<AacFrame>) -> Result<(), TranscodeError> {
-        match self.expected {
+    /// Packets dropped so far because they would have run ahead of real time.
+    pub fn over_budget(&self) -> u64 {
+        self.over_budget
+    }
+
+    /// Decodes one Opus packet at extended RTP position `rtp`, arrived at `now`, and encodes
+    /// every whole AAC frame now available. A packet that fails to decode is treated as lost;
+    /// one that would run ahead of real time is dropped.
+    pub fn push(&mut self, now: Instant, rtp: i64, opus_packet: &[u8], out: &mut Vec<AacFrame>) -> Result<(), TranscodeError> {
+        let gap = match self.expected {
             Some(expected) if rtp < expected => return Ok(()), // late or duplicate
-            Some(expected) if rtp - expected <= MAX_CONCEALED_SAMPLES => self.conceal(rtp - expected),
-            _ => {
+            Some(expected) if rtp - expected <= MAX_CONCEALED_SAMPLES => Some(rtp - expected),
+            _ => None,
+        };
+        let samples = opus::packet::get_nb_samples(opus_packet, SAMPLE_RATE).map_or(CONCEALMENT_STEP as i64, |n| n as i64);
+        if !self.budget.take(now, samples + gap.unwrap_or(0)) {
+            self.over_budget += 1;
+            return Ok(());
+        }
+        match gap {
+            Some(gap) => self.conceal(gap),
+            None => {
                 self.pcm.clear();
                 self.pcm_start = rtp;
             }
@@ -155,6 +216,12 @@ impl OpusToAac {
 mod tests {
     use super::*;
 
+    /// When packet `n` of a real-time 20 ms stream arrives.
+    fn at(n: usize) -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now) + Duration::from_millis(20 * n as u64)
+    }
+
     /// 20 ms Opus packets of a 440 Hz tone, made by libopus itself.
     fn tone_packets(count: usize) -> Vec<Vec<u8>> {
         let mut enc = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Stereo, opus::Application::Audio).expect("encoder");
@@ -184,7 +251,7 @@ mod tests {
         let mut t = OpusToAac::new(128_000).expect("transcoder");
         let mut out = Vec::new();
         for (n, packet) in tone_packets(50).iter().enumerate() {
-            t.push(1000 + n as i64 * 960, packet, &mut out).expect("push");
+            t.push(at(n), 1000 + n as i64 * 960, packet, &mut out).expect("push");
         }
         assert!((44..=47).contains(&out.len()), "{} frames", out.len());
         for pair in out.windows(2) {
@@ -199,7 +266,7 @@ mod tests {
         let mut t = OpusToAac::new(128_000).expect("transcoder");
         let mut out = Vec::new();
         for (n, packet) in packets.iter().enumerate().filter(|(n, _)| *n != 10) {
-            t.push(n as i64 * 960, packet, &mut out).expect("push");
+            t.push(at(n), n as i64 * 960, packet, &mut out).expect("push");
         }
         let span = out.last().map(|f| f.rtp).unwrap_or(0) - out[0].rtp;
         assert_eq!(span, (out.len() as i64 - 1) * AAC_FRAME_SAMPLES as i64);
@@ -210,8 +277,26 @@ mod tests {
     fn garbage_and_late_packets_do_not_break_it() {
         let mut t = OpusToAac::new(128_000).expect("transcoder");
         let mut out = Vec::new();
-        t.push(0, &[0xff, 0xff, 0xff], &mut out).expect("garbage is concealed");
-        t.push(960, &tone_packets(1)[0], &mut out).expect("push");
-        t.push(0, &tone_packets(1)[0], &mut out).expect("late is ignored");
+        t.push(at(0), 0, &[0xff, 0xff, 0xff], &mut out).expect("garbage is concealed");
+        t.push(at(1), 960, &tone_packets(1)[0], &mut out).expect("push");
+        t.push(at(2), 0, &tone_packets(1)[0], &mut out).expect("late is ignored");
+    }
+
+    #[test]
+    fn timestamp_jumps_and_long_packets_cannot_buy_more_than_real_time() {
+        // A 2-byte Opus packet that decodes to 120 ms (TOC: 60 ms SILK frames, code 1: two of them),
+        // sent every millisecond with a timestamp 100 ms further each time.
+        let long = [0b0001_1001u8, 0];
+        assert_eq!(opus::packet::get_nb_samples(&long, SAMPLE_RATE).expect("valid"), 5760);
+        let mut t = OpusToAac::new(128_000).expect("transcoder");
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        for n in 0..1000i64 {
+            t.push(t0 + Duration::from_millis(n as u64), n * (5760 + 4800), &long, &mut out).expect("push");
+        }
+        // One second of wall time: at most a second of audio plus the half-second head start.
+        let produced = out.len() as i64 * AAC_FRAME_SAMPLES as i64;
+        assert!(produced <= i64::from(SAMPLE_RATE) * 3 / 2 + AAC_FRAME_SAMPLES as i64, "{} AAC frames", out.len());
+        assert!(t.over_budget() > 900, "{} dropped", t.over_budget());
     }
 }

@@ -3,6 +3,10 @@
 //! arrival; once both tracks have an RTCP sender report, audio is re-anchored through the
 //! sender's NTP clock so that lip sync is the sender's, not the network's.
 //!
+//! A timestamp more than `MAX_JUMP_SECONDS` from the track's last one (a restarted encoder, or
+//! a hostile one) re-anchors the track at the packet's arrival instead of moving the timeline
+//! by the jump; the arithmetic is widened and saturating, so no input can overflow it.
+//!
 //! Time comes in as arguments; nothing here reads the clock.
 
 use std::time::Instant;
@@ -11,6 +15,8 @@ use super::rtp::TimestampUnwrapper;
 
 pub const VIDEO_CLOCK_RATE: u32 = 90_000;
 pub const AUDIO_CLOCK_RATE: u32 = 48_000;
+/// A timestamp step larger than this, either way, resynchronises the track.
+pub const MAX_JUMP_SECONDS: i64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Track {
@@ -38,15 +44,24 @@ struct TrackClock {
     unwrapper: TimestampUnwrapper,
     anchor: Option<Anchor>,
     report: Option<SenderReport>,
+    /// The last extended timestamp seen.
+    last: Option<i64>,
 }
 
 impl TrackClock {
     fn new(rate: u32) -> Self {
-        Self { rate: rate.into(), unwrapper: TimestampUnwrapper::new(), anchor: None, report: None }
+        Self { rate: rate.into(), unwrapper: TimestampUnwrapper::new(), anchor: None, report: None, last: None }
     }
 
     fn micros_at(&self, anchor: Anchor, rtp: i64) -> i64 {
-        anchor.micros + (rtp - anchor.rtp) * 1_000_000 / self.rate
+        let offset = i128::from(rtp) - i128::from(anchor.rtp);
+        let micros = i128::from(anchor.micros) + offset * 1_000_000 / i128::from(self.rate);
+        micros.clamp(i64::MIN.into(), i64::MAX.into()) as i64
+    }
+
+    /// Whether `rtp` is further than `MAX_JUMP_SECONDS` from the last timestamp.
+    fn jumped(&self, rtp: i64) -> bool {
+        self.last.is_some_and(|last| rtp.abs_diff(last) > (MAX_JUMP_SECONDS * self.rate) as u64)
     }
 }
 
@@ -81,12 +96,20 @@ impl Timeline {
         }
     }
 
-    /// Extends a packet's RTP timestamp; the track's first packet pins it to `now`.
+    /// Extends a packet's RTP timestamp; the track's first packet pins it to `now`, and so
+    /// does a packet after a jump.
     pub fn extend(&mut self, track: Track, now: Instant, rtp: u32) -> i64 {
         let origin = *self.origin.get_or_insert(now);
         let clock = self.clock(track);
         let rtp = clock.unwrapper.unwrap(rtp.into());
-        clock.anchor.get_or_insert(Anchor { rtp, micros: now.saturating_duration_since(origin).as_micros() as i64 });
+        let here = Anchor { rtp, micros: i64::try_from(now.saturating_duration_since(origin).as_micros()).unwrap_or(i64::MAX) };
+        if clock.jumped(rtp) {
+            tracing::debug!(?track, "RTP timestamp jumped; track resynchronised");
+            clock.anchor = Some(here);
+            clock.report = None; // its RTP timestamp belongs to the old timeline
+        }
+        clock.anchor.get_or_insert(here);
+        clock.last = Some(rtp);
         rtp
     }
 
@@ -113,6 +136,9 @@ impl Timeline {
             return; // nothing to align yet; the next report will do
         }
         let rtp = clock.unwrapper.unwrap(rtp.into());
+        if clock.jumped(rtp) {
+            return; // a report that does not describe the packets we get
+        }
         clock.report = Some(SenderReport { ntp, rtp });
         self.align_audio_to_video();
     }
@@ -122,7 +148,7 @@ impl Timeline {
             return;
         };
         let video_sr_micros = self.video.micros_at(video_anchor, video_sr.rtp);
-        let audio_sr_micros = video_sr_micros + ntp_diff_micros(audio_sr.ntp, video_sr.ntp);
+        let audio_sr_micros = video_sr_micros.saturating_add(ntp_diff_micros(audio_sr.ntp, video_sr.ntp));
         self.audio.anchor = Some(Anchor { rtp: audio_sr.rtp, micros: audio_sr_micros });
     }
 }
@@ -165,6 +191,34 @@ mod tests {
         timeline.sender_report(Track::Audio, ntp0 + NTP_SECOND / 25, 0);
         assert_eq!(timeline.position(Track::Audio, t0, 0), 40_000);
         assert_eq!(timeline.position(Track::Audio, t0, 48_000), 1_040_000);
+    }
+
+    #[test]
+    fn a_jump_of_more_than_ten_seconds_resynchronises_at_the_arrival_time() {
+        let t0 = Instant::now();
+        let mut timeline = Timeline::new();
+        assert_eq!(timeline.position(Track::Video, t0, 0), 0);
+        assert_eq!(timeline.position(Track::Video, t0 + Duration::from_secs(1), 90_000), 1_000_000);
+        // An hour ahead in RTP time, one more second of wall time: placed at 2 s, not at 1 h.
+        let later = 90_000 + 3600 * 90_000;
+        assert_eq!(timeline.position(Track::Video, t0 + Duration::from_secs(2), later), 2_000_000);
+        assert_eq!(timeline.position(Track::Video, t0 + Duration::from_secs(2), later + 9000), 2_100_000);
+        // And back.
+        assert_eq!(timeline.position(Track::Video, t0 + Duration::from_secs(3), 5), 3_000_000);
+    }
+
+    #[test]
+    fn half_range_steps_forever_cannot_overflow_the_arithmetic() {
+        let t0 = Instant::now();
+        let mut timeline = Timeline::new();
+        let mut rtp = 0u32;
+        for n in 0..100_000u64 {
+            rtp = rtp.wrapping_add(0x7fff_ffff);
+            let position = timeline.position(Track::Audio, t0 + Duration::from_millis(n), rtp);
+            assert!(position >= 0 && position <= 100_000_000, "{position}");
+        }
+        timeline.sender_report(Track::Audio, u64::MAX, rtp);
+        timeline.sender_report(Track::Video, 0, 0);
     }
 
     #[test]

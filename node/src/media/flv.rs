@@ -23,7 +23,7 @@ pub const TAG_SCRIPT: u8 = 18;
 /// AVC sequence header: the AVCDecoderConfigurationRecord (ISO 14496-15 §5.2.4.1) built from
 /// one SPS and one PPS.
 pub fn avc_sequence_header(sets: &ParameterSets) -> Bytes {
-    let (sps, pps) = (&sets.sps, &sets.pps);
+    let (sps, pps) = (sets.sps(), sets.pps());
     let mut body = BytesMut::with_capacity(16 + sps.len() + pps.len());
     body.put_slice(&[FRAME_KEY | CODEC_AVC, AVC_SEQUENCE_HEADER, 0, 0, 0]);
     // version, profile, compatibility, level (copied from the SPS), 4-byte NAL lengths.
@@ -31,7 +31,7 @@ pub fn avc_sequence_header(sets: &ParameterSets) -> Bytes {
     body.put_slice(sps.get(1..4).unwrap_or(&[0x42, 0xc0, 0x1f]));
     body.put_u8(0xFC | 3);
     body.put_u8(0xE0 | 1);
-    body.put_u16(sps.len() as u16);
+    body.put_u16(sps.len() as u16); // ParameterSets bounds both lengths far below u16::MAX
     body.put_slice(sps);
     body.put_u8(1);
     body.put_u16(pps.len() as u16);
@@ -149,7 +149,8 @@ mod tests {
 
     #[test]
     fn sequence_header_is_an_avc_decoder_configuration_record() {
-        let sets = ParameterSets { sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xaa]), pps: Bytes::from_static(&[0x68, 0xce]) };
+        let sets =
+            ParameterSets::new(Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xaa]), Bytes::from_static(&[0x68, 0xce])).expect("short");
         let body = avc_sequence_header(&sets);
         assert_eq!(
             &body[..],

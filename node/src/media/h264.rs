@@ -22,6 +22,10 @@ const FU_A: u8 = 28;
 const FU_START: u8 = 0x80;
 const FU_END: u8 = 0x40;
 const STAP_A_LENGTH_SIZE: usize = 2;
+/// Largest access unit rebuilt: a 1080p keyframe at a high bit rate is a few hundred KiB.
+pub const MAX_ACCESS_UNIT_BYTES: usize = 2 * 1024 * 1024;
+/// Largest SPS or PPS kept: real ones are tens of bytes; FLV stores their lengths in 16 bits.
+pub const MAX_PARAMETER_SET_BYTES: usize = 1024;
 
 /// Why a frame could not be rebuilt; each one means the frame is dropped.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -108,11 +112,27 @@ pub struct AccessUnit {
     pub nalus: Vec<Bytes>,
 }
 
-/// The parameter sets a decoder needs before the next keyframe.
+/// The parameter sets a decoder needs before the next keyframe, each at most
+/// `MAX_PARAMETER_SET_BYTES` long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParameterSets {
-    pub sps: Bytes,
-    pub pps: Bytes,
+    sps: Bytes,
+    pps: Bytes,
+}
+
+impl ParameterSets {
+    /// `None` when either is longer than `MAX_PARAMETER_SET_BYTES`.
+    pub fn new(sps: Bytes, pps: Bytes) -> Option<Self> {
+        (sps.len() <= MAX_PARAMETER_SET_BYTES && pps.len() <= MAX_PARAMETER_SET_BYTES).then_some(Self { sps, pps })
+    }
+
+    pub fn sps(&self) -> &Bytes {
+        &self.sps
+    }
+
+    pub fn pps(&self) -> &Bytes {
+        &self.pps
+    }
 }
 
 /// What one assembled frame turned into.
@@ -131,6 +151,10 @@ pub enum DropReason {
     WaitingForKeyframe,
     /// A keyframe arrived before any SPS/PPS.
     MissingParameterSets,
+    /// An SPS or PPS longer than `MAX_PARAMETER_SET_BYTES`.
+    ParameterSetTooLong,
+    /// The frame's payloads add up to more than `MAX_ACCESS_UNIT_BYTES`.
+    TooLarge,
     Damaged(DepacketizeError),
 }
 
@@ -162,6 +186,11 @@ impl H264Track {
     /// Turns one complete frame's packets into outputs (usually exactly one `Frame`).
     pub fn push_frame(&mut self, packets: &[RtpPacket], out: &mut Vec<VideoOutput>) {
         self.scratch.clear();
+        if packets.iter().map(|p| p.payload.len()).sum::<usize>() > MAX_ACCESS_UNIT_BYTES {
+            self.in_sync = false;
+            out.push(VideoOutput::NeedKeyframe(DropReason::TooLarge));
+            return;
+        }
         if let Err(e) = depacketize(packets, &mut self.scratch) {
             self.in_sync = false;
             out.push(VideoOutput::NeedKeyframe(DropReason::Damaged(e)));
@@ -189,7 +218,11 @@ impl H264Track {
                 out.push(VideoOutput::NeedKeyframe(DropReason::MissingParameterSets));
                 return;
             };
-            let sets = ParameterSets { sps: sps.clone(), pps: pps.clone() };
+            let Some(sets) = ParameterSets::new(sps.clone(), pps.clone()) else {
+                self.in_sync = false;
+                out.push(VideoOutput::NeedKeyframe(DropReason::ParameterSetTooLong));
+                return;
+            };
             if self.announced.as_ref() != Some(&sets) {
                 self.announced = Some(sets.clone());
                 out.push(VideoOutput::ParameterSets(sets));
@@ -326,7 +359,7 @@ mod tests {
         let mut out = Vec::new();
         let keyframe = [pkt(1, stap_a(&[SPS_720P, PPS, &[0x09, 0xf0]])), pkt(2, vec![0x65, 1])];
         track.push_frame(&keyframe, &mut out);
-        let sets = ParameterSets { sps: Bytes::from_static(SPS_720P), pps: Bytes::from_static(PPS) };
+        let sets = ParameterSets::new(Bytes::from_static(SPS_720P), Bytes::from_static(PPS)).expect("short");
         assert_eq!(
             out,
             vec![
@@ -351,6 +384,23 @@ mod tests {
         out.clear();
         track.push_frame(&[pkt(3, vec![0x41, 2])], &mut out);
         assert_eq!(out, vec![VideoOutput::NeedKeyframe(DropReason::WaitingForKeyframe)]);
+    }
+
+    #[test]
+    fn oversized_frames_and_parameter_sets_are_dropped_not_forwarded() {
+        let mut track = H264Track::new();
+        let mut out = Vec::new();
+        let chunk = vec![0x7C; 60_000];
+        let huge: Vec<RtpPacket> = (0..40).map(|i| pkt(i, chunk.clone())).collect();
+        track.push_frame(&huge, &mut out);
+        assert_eq!(out, vec![VideoOutput::NeedKeyframe(DropReason::TooLarge)]);
+        out.clear();
+        // An SPS delivered by FU-A can be longer than FLV's 16-bit length field.
+        let long_sps = [&SPS_720P[..], &vec![0xAA; 70_000][..]].concat();
+        let fragments = [pkt(1, fu_a(0x67, &long_sps[1..], true, true)), pkt(2, stap_a(&[PPS])), pkt(3, vec![0x65, 1])];
+        track.push_frame(&fragments, &mut out);
+        assert_eq!(out, vec![VideoOutput::NeedKeyframe(DropReason::ParameterSetTooLong)]);
+        assert!(!track.in_sync());
     }
 
     #[test]

@@ -237,7 +237,7 @@ impl MediaCore {
     fn take_video(&mut self, now: Instant, rtp: i64, output: VideoOutput) {
         match output {
             VideoOutput::ParameterSets(sets) => {
-                if let Some(format) = VideoFormat::from_sps(&sets.sps)
+                if let Some(format) = VideoFormat::from_sps(sets.sps())
                     && self.format != Some(format)
                 {
                     self.format = Some(format);
@@ -287,7 +287,7 @@ impl MediaCore {
         }
         self.audio_arrivals.push_back((rtp, now));
         let mut frames = std::mem::take(&mut self.scratch_audio);
-        if let Err(e) = transcoder.push(rtp, &packet.payload, &mut frames) {
+        if let Err(e) = transcoder.push(now, rtp, &packet.payload, &mut frames) {
             tracing::warn!(error = %e, "audio transcode failed; frame dropped");
         }
         for frame in frames.drain(..) {

@@ -1,23 +1,24 @@
 //! Where FLV tags go: an RTMP/RTMPS ingest (`rtmp`) or an FLV file (`file`). Each session has
-//! one sink task, fed through a bounded channel so that a slow ingest never stalls the WebRTC
-//! side; the task owns reconnects and reports through the session's status.
+//! one sink task, fed through a queue bounded in bytes (`queue`) so that a slow ingest never
+//! stalls the WebRTC side; the task owns reconnects and reports through the session's status.
+//! A sink opens its destination only when the first tag arrives: a session that never gets
+//! media never goes live at the ingest.
 
 mod file;
+pub mod queue;
 mod rtmp;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::destination::{AddressPolicy, Destination};
+use crate::address::AddressPolicy;
+use crate::destination::Destination;
 use crate::media::{Tag, TagKind};
 use crate::metrics::{self, Metrics};
 use crate::status::SessionStatus;
-
-/// Tags queued for a sink before the session starts dropping (about 2 s of 30 fps + audio).
-pub const QUEUE_DEPTH: usize = 256;
 
 /// What a sink needs besides its destination.
 #[derive(Clone)]
@@ -33,13 +34,13 @@ pub struct SinkContext {
 }
 
 pub struct SinkHandle {
-    pub tags: mpsc::Sender<Tag>,
+    pub tags: queue::TagSender,
     pub task: JoinHandle<()>,
 }
 
 /// Starts the sink task for `destination`. Dropping `tags` ends the stream cleanly.
 pub fn spawn(destination: Destination, ctx: SinkContext) -> SinkHandle {
-    let (tags, rx) = mpsc::channel(QUEUE_DEPTH);
+    let (tags, rx) = queue::channel(queue::QUEUE_BYTES);
     let task = match destination {
         Destination::Rtmp(target) => tokio::spawn(rtmp::run(target, rx, ctx)),
         Destination::File(path) => tokio::spawn(file::run(path, rx, ctx)),

@@ -1,6 +1,12 @@
-//! RTMP/RTMPS publishing with `rml_rtmp` (sans-IO) over TCP or rustls. On any failure the sink
-//! reconnects with capped exponential backoff, replays metadata and sequence headers, and resumes
-//! at the next keyframe; the WebRTC session never notices beyond its status.
+//! RTMP/RTMPS publishing with `rml_rtmp` (sans-IO) over TCP or rustls. The sink connects when
+//! the first tag arrives (the core emits none before a keyframe), so a session that never gets
+//! media never opens a stream at the ingest. On any failure it reconnects with capped
+//! exponential backoff, replays metadata and sequence headers, and resumes at the next keyframe;
+//! the WebRTC session never notices beyond its status.
+//!
+//! Every `select!` branch only reads (both reads are cancel-safe); handling what was read and
+//! writing happen in the branch bodies, which run to completion, so a tag arriving while a
+//! reply to the server is being written can never cut that write in half.
 
 use std::time::Duration;
 
@@ -11,8 +17,8 @@ use rml_rtmp::time::RtmpTimestamp;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
+use super::queue::TagReceiver;
 use super::{Backoff, SinkContext, observe_sent};
 use crate::destination::{DestinationError, RtmpTarget, Transport};
 use crate::media::{Tag, TagKind};
@@ -22,6 +28,14 @@ use crate::status::IngestState;
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A write that blocks this long means the ingest is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ending the stream (deleteStream, TLS close_notify) gets this long before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// TCP keepalive on ingest sockets: idle time before the first probe, then the probe interval.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Unacknowledged data older than this ends the connection (TCP_USER_TIMEOUT), so a vanished
+/// ingest is noticed even while the send buffer still has room.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -73,11 +87,17 @@ impl Headers {
     }
 }
 
-pub(super) async fn run(target: RtmpTarget, mut tags: mpsc::Receiver<Tag>, ctx: SinkContext) {
+pub(super) async fn run(target: RtmpTarget, mut tags: TagReceiver, ctx: SinkContext) {
+    // No stream is opened at the ingest before there is media to put in it.
+    let Some(first) = tags.recv().await else {
+        ctx.status.set_ingest(IngestState::Closed);
+        return;
+    };
     let mut headers = Headers::default();
+    headers.remember(&first); // the core starts with headers, which every connection replays
     let mut backoff = Backoff::new();
     // Media was skipped (or never sent yet on this connection): resume only at a keyframe.
-    let mut resume_at_keyframe = false;
+    let mut resume_at_keyframe = !first.is_header;
     let mut last_timestamp = 0;
     loop {
         let outcome = publish(&target, &mut tags, &ctx, &mut headers, &mut resume_at_keyframe, &mut last_timestamp, &mut backoff).await;
@@ -113,7 +133,7 @@ pub(super) async fn run(target: RtmpTarget, mut tags: mpsc::Receiver<Tag>, ctx: 
 /// the connection fails (Err).
 async fn publish(
     target: &RtmpTarget,
-    tags: &mut mpsc::Receiver<Tag>,
+    tags: &mut TagReceiver,
     ctx: &SinkContext,
     headers: &mut Headers,
     resume_at_keyframe: &mut bool,
@@ -150,7 +170,10 @@ async fn publish(
                 let sent = conn.send(&tag, tag.timestamp_ms).await?;
                 observe_sent(ctx, &tag, sent);
             }
-            read = conn.read_server() => read?,
+            read = conn.reader.read(&mut conn.buf) => {
+                let n = read?;
+                conn.take_server_bytes(n).await?;
+            }
         }
     }
 }
@@ -164,9 +187,10 @@ struct Connection {
 
 impl Connection {
     async fn open(target: &RtmpTarget, ctx: &SinkContext) -> Result<Self, RtmpError> {
-        let addrs = crate::destination::resolve(&ctx.dns, target, ctx.policy).await?;
+        let addrs = crate::destination::resolve(&ctx.dns, target, &ctx.policy).await?;
         let tcp = TcpStream::connect(&addrs[..]).await?;
         tcp.set_nodelay(true)?;
+        watch_liveness(&tcp)?;
         let stream: Box<dyn Stream> = match target.transport {
             Transport::Tcp => Box::new(tcp),
             Transport::Tls => {
@@ -228,9 +252,9 @@ impl Connection {
         self.write_results(vec![result]).await
     }
 
-    /// Reads what the server sends while we publish (acks, pings) and answers it.
-    async fn read_server(&mut self) -> Result<(), RtmpError> {
-        let n = self.reader.read(&mut self.buf).await?;
+    /// Handles the `n` bytes the server sent into `buf` while we publish (acks, pings) and
+    /// answers them.
+    async fn take_server_bytes(&mut self, n: usize) -> Result<(), RtmpError> {
         if n == 0 {
             return Err(RtmpError::Closed);
         }
@@ -243,12 +267,18 @@ impl Connection {
         self.write_results(results).await.map(drop)
     }
 
-    /// Ends the stream the way RTMP expects (deleteStream), then closes.
+    /// Ends the stream the way RTMP expects (deleteStream), then closes; a peer that does not
+    /// take it within `CLOSE_TIMEOUT` is cut off.
     async fn finish(mut self) {
-        if let Ok(results) = self.session.stop_publishing() {
-            let _ = self.write_results(results).await;
+        let close = async {
+            if let Ok(results) = self.session.stop_publishing() {
+                let _ = self.write_results(results).await;
+            }
+            let _ = self.writer.shutdown().await;
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+            tracing::debug!("ingest did not take the end of the stream in time; connection dropped");
         }
-        let _ = self.writer.shutdown().await;
     }
 
     async fn write_results(&mut self, results: Vec<ClientSessionResult>) -> Result<usize, RtmpError> {
@@ -283,6 +313,16 @@ impl Connection {
             }
         }
     }
+}
+
+/// Keepalive probes and a user timeout, so that a silently vanished ingest fails the connection
+/// (and the reconnect starts) in seconds rather than after the kernel's default of ~15 minutes.
+fn watch_liveness(tcp: &TcpStream) -> std::io::Result<()> {
+    let socket = socket2::SockRef::from(tcp);
+    socket.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(KEEPALIVE_INTERVAL).with_retries(3))?;
+    #[cfg(target_os = "linux")]
+    socket.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT))?;
+    Ok(())
 }
 
 async fn handshake(
