@@ -64,6 +64,10 @@ struct Args {
     /// Only use loopback ICE candidates (tests on one machine).
     #[arg(long)]
     loopback: bool,
+    /// Send media to this UDP address instead of the answer's candidates, e.g. a forwarder that
+    /// drops and delays packets on their way to the relay (tests).
+    #[arg(long)]
+    via: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
@@ -133,7 +137,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let location = response.headers().get("location").and_then(|v| v.to_str().ok()).context("201 without Location")?.to_owned();
     let session_url = reqwest::Url::parse(&args.url)?.join(&location)?;
-    let answer = response.text().await?;
+    let mut answer = response.text().await?;
+    if let Some(via) = args.via {
+        answer = only_candidate(&answer, via);
+    }
     pc.set_remote_description(RTCSessionDescription::answer(answer)?).await?;
     println!("session {session_url}");
 
@@ -224,4 +231,21 @@ async fn play_audio(track: Arc<TrackLocalStaticSample>, path: PathBuf, until: Op
 
 fn open(path: &Path) -> anyhow::Result<File> {
     File::open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// `sdp` with its candidates replaced by one host candidate at `addr`.
+fn only_candidate(sdp: &str, addr: std::net::SocketAddr) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    let mut added = false;
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=candidate:") {
+            if !added {
+                out.push_str(&format!("a=candidate:1 1 udp 2130706431 {} {} typ host\r\n", addr.ip(), addr.port()));
+                added = true;
+            }
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::ingest::{FfmpegIngest, STREAM_KEY, TlsProxy};
@@ -154,4 +155,95 @@ async fn https_with_a_certificate_made_at_start() {
     publisher.finish().await;
     let recordings: Vec<_> = std::fs::read_dir(dir.path().join("recordings")).expect("recordings").flatten().collect();
     assert_eq!(recordings.len(), 1);
+}
+
+#[tokio::test]
+async fn five_percent_loss_and_reordering_are_repaired_and_what_reaches_the_ingest_decodes_cleanly() {
+    use common::impair::{Forwarder, Impairment};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ingest = FfmpegIngest::start(free_tcp_port(), &dir.path().join("lossy.flv")).await;
+    let relay = Relay::start(dir.path(), &["--destination", &ingest.url()]).await;
+    let impairment = Impairment { drop_percent: 5, delay_percent: 3, delay: Duration::from_millis(40) };
+    let forwarder = Forwarder::start(([127, 0, 0, 1], relay.udp_port).into(), impairment).await;
+    let via = forwarder.addr.to_string();
+    let publisher = Publisher::start(&relay.whip("cam1"), 12.0, &["--via", &via]).await.expect("session accepted");
+    publisher.finish().await;
+    let recording = ingest.finished().await;
+
+    let counts = &forwarder.counts;
+    let dropped = counts.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped > 100, "the forwarder dropped only {dropped} packets");
+    let decode = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&recording)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&decode.stderr);
+    assert!(decode.status.success() && errors.trim().is_empty(), "the recording does not decode cleanly:\n{errors}");
+    let recording = probe(&recording);
+    assert_eq!(recording.video_codec.as_deref(), Some("h264"));
+    assert_eq!(recording.audio_codec.as_deref(), Some("aac"));
+    recording.assert_monotonic();
+    recording.assert_keyframes_within(2.0);
+    assert!(recording.duration > 9.0, "only {} s arrived", recording.duration);
+    let repaired = relay.metric("ivs_relay_repaired_packets_total").await;
+    assert!(repaired > 0.0, "no packet was repaired (NACK retransmission) out of {dropped} dropped");
+}
+
+/// The relay's resident memory, from /proc.
+fn rss_mib(relay: &Relay) -> f64 {
+    let pid = relay.child.id().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0);
+    kib / 1024.0
+}
+
+#[tokio::test]
+async fn a_thousand_sessions_opened_and_closed_leave_no_session_descriptor_or_memory_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Arc::new(Relay::start(dir.path(), &["--posts-per-minute", "1000000"]).await);
+    const SESSIONS: usize = 1000;
+    const AT_ONCE: usize = 4;
+    const WARM_UP: usize = 100;
+    let run = |range: std::ops::Range<usize>| {
+        let relay = relay.clone();
+        async move {
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(range.start));
+            let workers: Vec<_> = (0..AT_ONCE)
+                .map(|_| {
+                    let (relay, next, end) = (relay.clone(), next.clone(), range.end);
+                    tokio::spawn(async move {
+                        loop {
+                            let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            if n >= end {
+                                return;
+                            }
+                            let url = relay.whip(&format!("churn{}", n % (AT_ONCE * 2)));
+                            if let Err(e) = common::offer::connect_and_delete(&url).await {
+                                panic!("session {n}: {e}");
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.await.expect("worker");
+            }
+        }
+    };
+    run(0..WARM_UP).await;
+    let settled = || async { relay.health().await["reserved"] == 0 };
+    assert!(wait_until(Duration::from_secs(10), settled).await.is_some());
+    let (rss_warm, fds_warm) = (rss_mib(&relay), relay.open_fds());
+    run(WARM_UP..SESSIONS).await;
+    assert!(wait_until(Duration::from_secs(10), settled).await.is_some(), "names still held: {}", relay.health().await);
+    assert_eq!(relay.health().await["sessions"], 0);
+    assert_eq!(relay.metric("ivs_relay_sessions_started_total").await, SESSIONS as f64);
+    let fds = wait_until(Duration::from_secs(10), || async { relay.open_fds() <= fds_warm + 2 }).await;
+    assert!(fds.is_some(), "{} file descriptors open, {fds_warm} after the warm-up", relay.open_fds());
+    let rss = rss_mib(&relay);
+    println!("churn: RSS {rss_warm:.1} MiB after {WARM_UP} sessions, {rss:.1} MiB after {SESSIONS}; fds {fds_warm} → {}", relay.open_fds());
+    assert!(rss <= rss_warm + 10.0, "RSS {rss:.1} MiB after {SESSIONS} sessions, {rss_warm:.1} MiB after {WARM_UP}");
 }

@@ -233,3 +233,59 @@ fn ingest_tls_config(extra_ca: Option<&std::path::Path>) -> anyhow::Result<Arc<r
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        streaming: StreamingArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ivs-relay").chain(args.iter().copied()))
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<RelayConfig> {
+        let cli = parse(args)?;
+        RelayConfig::new("127.0.0.1:0".parse()?, HttpSecurity::Plain, cli.streaming, Exposure::Internet)
+    }
+
+    #[test]
+    fn debug_of_the_flags_and_the_config_shows_no_secret() {
+        let args = ["--token", "tok-s3cret", "--destination", "rtmps://ingest.example:443/app/sk-s3cret"];
+        let cli = parse(&args).expect("parses");
+        assert!(!format!("{cli:?}").contains("s3cret"), "{cli:?}");
+        let config = config(&args).expect("valid");
+        assert!(!format!("{config:?}").contains("s3cret"), "{config:?}");
+        assert_eq!(config.token.as_ref().map(Secret::expose), Some("tok-s3cret"));
+    }
+
+    #[test]
+    fn an_empty_token_or_destination_is_an_error_not_auth_off() {
+        for args in [&["--token", ""][..], &["--token", "  "], &["--destination", ""]] {
+            let error = parse(args).expect_err("refused").to_string();
+            assert!(error.contains("empty"), "{error}");
+        }
+    }
+
+    #[test]
+    fn an_unusable_destination_is_reported_without_its_url() {
+        let error = config(&["--destination", "rtmp://ingest.example/sk-s3cret"]).expect_err("no app").to_string();
+        assert!(error.contains("--destination is not usable") && !error.contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn the_deployed_relay_filters_candidates_and_the_local_one_does_not() {
+        let internet = config(&["--destination", "file://x.flv"]).expect("valid");
+        assert!(!internet.ice_candidates.permits("192.168.1.2".parse().expect("ip")));
+        let cli = parse(&["--destination", "file://x.flv"]).expect("parses");
+        let local =
+            RelayConfig::new("127.0.0.1:0".parse().expect("addr"), HttpSecurity::Plain, cli.streaming, Exposure::Local).expect("valid");
+        assert!(local.ice_candidates.permits("192.168.1.2".parse().expect("ip")));
+    }
+}

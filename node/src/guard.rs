@@ -151,8 +151,9 @@ pub async fn whip_guard(
     request: Request,
     next: Next,
 ) -> Response {
-    if request.method() == Method::OPTIONS {
-        return next.run(request).await; // CORS preflight and WHIP's own OPTIONS: nothing to guard
+    if !matches!(*request.method(), Method::POST | Method::GET | Method::DELETE | Method::PATCH) {
+        // CORS preflights and WHIP's own OPTIONS have nothing to guard; other methods get 405.
+        return next.run(request).await;
     }
     if let Err(refusal) = OriginPolicy::of(&relay).check(request.headers()).and_then(|()| authorize(&relay, request.headers())) {
         return refuse_and_close(refusal);

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub rtmp_reconnects: Counter,
     pub dropped_frames: Counter,
     pub lost_packets: Counter,
+    pub repaired_packets: Counter,
     /// Time from the RTP packet that completed a frame to its FLV tag leaving for the ingest.
     pub relay_latency: Family<TrackLabel, Histogram>,
 }
@@ -52,6 +53,7 @@ impl Metrics {
             rtmp_reconnects: Counter::default(),
             dropped_frames: Counter::default(),
             lost_packets: Counter::default(),
+            repaired_packets: Counter::default(),
             relay_latency: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
@@ -67,6 +69,11 @@ impl Metrics {
             metrics.dropped_frames.clone(),
         );
         registry.register("lost_packets", "Video RTP packets given up on after the retransmission wait", metrics.lost_packets.clone());
+        registry.register(
+            "repaired_packets",
+            "Video RTP packets that arrived after a later one, in time to complete their frame (NACK retransmissions, reordering)",
+            metrics.repaired_packets.clone(),
+        );
         registry.register("relay_latency_seconds", "RTP in to FLV tag out, per track", metrics.relay_latency.clone());
         Self { registry, ..metrics }
     }

@@ -320,6 +320,7 @@ impl MediaTask {
         let after = self.core.stats();
         self.metrics.dropped_frames.inc_by(after.dropped_frames - before.dropped_frames);
         self.metrics.lost_packets.inc_by(after.lost_packets - before.lost_packets);
+        self.metrics.repaired_packets.inc_by(after.repaired_packets - before.repaired_packets);
     }
 
     async fn drain_outputs(&mut self) {

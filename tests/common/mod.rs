@@ -5,10 +5,13 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod cli;
+pub mod impair;
 pub mod ingest;
 pub mod moto;
+pub mod offer;
 pub mod probe;
 pub mod registry;
+pub mod rtmp_server;
 pub mod test_media;
 
 use std::net::{TcpListener, UdpSocket};
@@ -69,10 +72,22 @@ pub fn static_relay() -> PathBuf {
     path
 }
 
-/// `ivsctl local` running on loopback with a fresh HTTP and UDP port.
+/// Which binary runs the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Program {
+    /// `ivsctl local`: prints its URL on stdout.
+    Local,
+    /// `ivs-relay`, as deployed (plain HTTP here): logs its address.
+    Deployed,
+}
+
+/// The relay (`ivsctl local`, or `ivs-relay` as deployed) on loopback with a fresh HTTP and
+/// UDP port.
 pub struct Relay {
     pub child: Child,
     pub base: String,
+    /// The one UDP port all WebRTC media goes to, on 127.0.0.1.
+    pub udp_port: u16,
     pub stderr_log: PathBuf,
 }
 
@@ -81,10 +96,19 @@ impl Relay {
     /// is free when picked but may be taken before the relay binds it (Chromium and other tests
     /// open UDP sockets all the time), so a relay that could not bind it gets another port.
     pub async fn start(cwd: &Path, extra: &[&str]) -> Relay {
+        Self::start_program(Program::Local, cwd, extra).await
+    }
+
+    /// `ivs-relay` as the task runs it (internet exposure), on loopback over plain HTTP.
+    pub async fn start_deployed(cwd: &Path, extra: &[&str]) -> Relay {
+        Self::start_program(Program::Deployed, cwd, extra).await
+    }
+
+    async fn start_program(program: Program, cwd: &Path, extra: &[&str]) -> Relay {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match Self::try_start(cwd, extra).await {
+            match Self::try_start(program, cwd, extra).await {
                 Ok(relay) => return relay,
                 Err(log) if attempts < 3 && log.contains("Address already in use") => continue,
                 Err(log) => panic!("ivsctl local exited before listening:\n{log}"),
@@ -93,11 +117,24 @@ impl Relay {
     }
 
     /// `Err` with the relay's log when it exits before listening.
-    async fn try_start(cwd: &Path, extra: &[&str]) -> Result<Relay, String> {
-        let udp = free_udp_port().to_string();
+    async fn try_start(program: Program, cwd: &Path, extra: &[&str]) -> Result<Relay, String> {
+        let udp_port = free_udp_port();
+        let udp = udp_port.to_string();
         let stderr_log = cwd.join(format!("relay-{udp}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ivsctl"))
-            .args(["local", "--listen", "127.0.0.1:0", "--udp-port", &udp])
+        let mut command = match program {
+            Program::Local => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_ivsctl"));
+                c.arg("local");
+                c
+            }
+            Program::Deployed => {
+                let mut c = Command::new(bin_dir().join("ivs-relay"));
+                c.arg("--http");
+                c
+            }
+        };
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--udp-port", &udp])
             .args(extra)
             .current_dir(cwd)
             .env("RUST_LOG", "info,ivs_relay=debug")
@@ -108,23 +145,40 @@ impl Relay {
             .expect("ivsctl starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let base = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(url) = line.trim().strip_prefix("web app:") {
-                    return Some(url.trim().trim_end_matches('/').to_owned());
-                }
+        let base = match program {
+            Program::Local => {
+                let base = tokio::time::timeout(Duration::from_secs(20), async {
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Some(url) = line.trim().strip_prefix("web app:") {
+                            return Some(url.trim().trim_end_matches('/').to_owned());
+                        }
+                    }
+                    None
+                })
+                .await
+                .expect("ivsctl local listens within 20 s");
+                // Keep draining stdout so the relay never blocks on a full pipe.
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                base
             }
-            None
-        })
-        .await
-        .expect("ivsctl local listens within 20 s");
+            Program::Deployed => logged_address(&mut child, &stderr_log).await,
+        };
         let Some(base) = base else {
             let _ = child.wait().await;
             return Err(std::fs::read_to_string(&stderr_log).unwrap_or_default());
         };
-        // Keep draining stdout so the relay never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Relay { child, base, stderr_log })
+        Ok(Relay { child, base, udp_port, stderr_log })
+    }
+
+    /// Open file descriptors of the relay process.
+    pub fn open_fds(&self) -> usize {
+        let pid = self.child.id().expect("running");
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// The relay's `/healthz` document.
+    pub async fn health(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/healthz", self.base)).await.expect("healthz").json().await.expect("healthz JSON")
     }
 
     pub fn whip(&self, stream: &str) -> String {
@@ -153,6 +207,24 @@ impl Relay {
         let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("relay exits within 20 s of SIGTERM").expect("wait")
     }
+}
+
+/// The `http=ADDR` of `ivs-relay`'s "relay listening" log line, as a base URL; `None` if the
+/// relay exits first.
+async fn logged_address(child: &mut Child, log: &Path) -> Option<String> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("relay listening")) {
+            let addr = line.split_whitespace().find_map(|w| w.strip_prefix("http="))?;
+            return Some(format!("http://{addr}"));
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("ivs-relay did not log its address within 20 s:\n{}", std::fs::read_to_string(log).unwrap_or_default());
 }
 
 /// A running WHIP publisher (the example), streaming the test media.
@@ -196,7 +268,7 @@ impl Publisher {
 
     /// Waits for the publisher to finish (it sends DELETE at the end).
     pub async fn finish(mut self) {
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("publisher ends").expect("wait");
+        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait()).await.expect("publisher ends").expect("wait");
         assert!(status.success(), "publisher failed: {status}");
     }
 

@@ -215,7 +215,7 @@ mod tests {
         for n in 0..100_000u64 {
             rtp = rtp.wrapping_add(0x7fff_ffff);
             let position = timeline.position(Track::Audio, t0 + Duration::from_millis(n), rtp);
-            assert!(position >= 0 && position <= 100_000_000, "{position}");
+            assert!((0..=100_000_000).contains(&position), "{position}");
         }
         timeline.sender_report(Track::Audio, u64::MAX, rtp);
         timeline.sender_report(Track::Video, 0, 0);

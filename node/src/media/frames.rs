@@ -30,6 +30,11 @@ pub struct FrameAssembler {
     discarding_timestamp: Option<u32>,
     max_wait: Duration,
     max_pending: usize,
+    /// The highest extended sequence number seen.
+    highest: Option<i64>,
+    /// Packets that arrived after a later one and were still in time: retransmissions after a
+    /// NACK, or reordering.
+    repaired: u64,
 }
 
 /// How a packet relates to frame boundaries, read from the H.264 payload header: the only
@@ -46,7 +51,21 @@ fn starts_a_nal_unit(payload: &[u8]) -> bool {
 
 impl FrameAssembler {
     pub fn new(max_wait: Duration, max_pending: usize) -> Self {
-        Self { seq: SeqUnwrapper::new(), pending: BTreeMap::new(), next: None, discarding_timestamp: None, max_wait, max_pending }
+        Self {
+            seq: SeqUnwrapper::new(),
+            pending: BTreeMap::new(),
+            next: None,
+            discarding_timestamp: None,
+            max_wait,
+            max_pending,
+            highest: None,
+            repaired: 0,
+        }
+    }
+
+    /// Packets that filled a hole in time (see `repaired`).
+    pub fn repaired(&self) -> u64 {
+        self.repaired
     }
 
     /// Takes one packet; returns the frames (and gaps) it completed, in order.
@@ -65,6 +84,10 @@ impl FrameAssembler {
         if ext < next || self.pending.contains_key(&ext) {
             return Vec::new(); // late or duplicate retransmission
         }
+        if self.highest.is_some_and(|highest| ext < highest) {
+            self.repaired += 1;
+        }
+        self.highest = self.highest.max(Some(ext));
         self.pending.insert(ext, (now, packet));
         let mut out = Vec::new();
         self.drain(&mut out);
@@ -219,6 +242,7 @@ mod tests {
         assert!(a.push(now, pkt(13, 3000, true)).is_empty());
         let out = a.push(now, pkt(11, 0, false));
         assert_eq!(frames(&out), vec![vec![10, 11, 12], vec![13]]);
+        assert_eq!(a.repaired(), 1);
     }
 
     #[test]

@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(out, vec![VideoOutput::NeedKeyframe(DropReason::TooLarge)]);
         out.clear();
         // An SPS delivered by FU-A can be longer than FLV's 16-bit length field.
-        let long_sps = [&SPS_720P[..], &vec![0xAA; 70_000][..]].concat();
+        let long_sps = [SPS_720P, &vec![0xAA; 70_000][..]].concat();
         let fragments = [pkt(1, fu_a(0x67, &long_sps[1..], true, true)), pkt(2, stap_a(&[PPS])), pkt(3, vec![0x65, 1])];
         track.push_frame(&fragments, &mut out);
         assert_eq!(out, vec![VideoOutput::NeedKeyframe(DropReason::ParameterSetTooLong)]);

@@ -108,6 +108,8 @@ pub struct CoreStats {
     pub audio_frames: u64,
     pub dropped_frames: u64,
     pub lost_packets: u64,
+    /// Video packets that came after a later one, in time to complete their frame.
+    pub repaired_packets: u64,
     pub keyframe_requests: u64,
 }
 
@@ -168,7 +170,7 @@ impl MediaCore {
     }
 
     pub fn stats(&self) -> CoreStats {
-        self.stats
+        CoreStats { repaired_packets: self.frames.repaired(), ..self.stats }
     }
 
     /// Applies one input; then drain `poll_output` and sleep until `next_wake`.
