@@ -336,7 +336,8 @@ async fn forty_aborted_posts_leak_no_stream_names_sessions_or_file_descriptors()
             socket.write_all(&offer.as_bytes()[..offer.len() / 2]).await.expect("write");
         } else {
             socket.write_all(offer.as_bytes()).await.expect("write");
-            tokio::time::sleep(std::time::Duration::from_millis((i as u64 * 37) % 120)).await;
+            // 0-9 ms: while the relay is making the answer, and just after.
+            tokio::time::sleep(std::time::Duration::from_millis((i as u64 % 4) * 3)).await;
         }
         drop(socket);
     }

@@ -121,13 +121,25 @@ impl Relay {
         let udp_port = free_udp_port();
         let udp = udp_port.to_string();
         let stderr_log = cwd.join(format!("relay-{udp}.log"));
-        let mut command = match program {
-            Program::Local => {
+        // IVS_TEST_RELAY_BIN runs the relay tests against another `ivs-relay` build (say, one
+        // from before a fix, to see a test reproduce its defect); `ivsctl local` is then that
+        // relay over HTTP with local's default destination.
+        let other = std::env::var_os("IVS_TEST_RELAY_BIN");
+        let mut command = match (program, other) {
+            (_, Some(bin)) => {
+                let mut c = Command::new(bin);
+                c.arg("--http");
+                if program == Program::Local && !extra.contains(&"--destination") {
+                    c.args(["--destination", "file://./recordings/{stream}-{time}.flv"]);
+                }
+                c
+            }
+            (Program::Local, None) => {
                 let mut c = Command::new(env!("CARGO_BIN_EXE_ivsctl"));
                 c.arg("local");
                 c
             }
-            Program::Deployed => {
+            (Program::Deployed, None) => {
                 let mut c = Command::new(bin_dir().join("ivs-relay"));
                 c.arg("--http");
                 c
@@ -145,8 +157,8 @@ impl Relay {
             .expect("ivsctl starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let base = match program {
-            Program::Local => {
+        let base = match (program, std::env::var_os("IVS_TEST_RELAY_BIN")) {
+            (Program::Local, None) => {
                 let base = tokio::time::timeout(Duration::from_secs(20), async {
                     while let Ok(Some(line)) = lines.next_line().await {
                         if let Some(url) = line.trim().strip_prefix("web app:") {
@@ -161,7 +173,7 @@ impl Relay {
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
                 base
             }
-            Program::Deployed => logged_address(&mut child, &stderr_log).await,
+            _ => logged_address(&mut child, &stderr_log).await,
         };
         let Some(base) = base else {
             let _ = child.wait().await;
