@@ -189,6 +189,9 @@ async fn add_sendonly(pc: &webrtc::peer_connection::RTCPeerConnection, track: Ar
 /// Sends one access unit per tick: parameter sets and SEI travel with the slice after them.
 async fn play_video(track: Arc<TrackLocalStaticSample>, path: PathBuf, fps: u32, until: Option<Duration>) -> anyhow::Result<()> {
     let frame = Duration::from_secs(1) / fps;
+    // The track turns a sample's duration into RTP ticks by truncation: 1/30 s is 2999.99…
+    // ticks at 90 kHz, which would make the stream 30.01 fps; rounding up keeps it exact.
+    let rtp_frame = Duration::from_nanos(1_000_000_000u64.div_ceil(u64::from(fps)));
     let mut ticker = tokio::time::interval(frame);
     let started = Instant::now();
     loop {
@@ -199,7 +202,7 @@ async fn play_video(track: Arc<TrackLocalStaticSample>, path: PathBuf, fps: u32,
             access_unit.put_slice(&nal.data);
             if matches!(nal.unit_type, NalUnitType::CodedSliceIdr | NalUnitType::CodedSliceNonIdr) {
                 ticker.tick().await;
-                track.write_sample(&Sample { data: access_unit.split().freeze(), duration: frame, ..Default::default() }).await?;
+                track.write_sample(&Sample { data: access_unit.split().freeze(), duration: rtp_frame, ..Default::default() }).await?;
                 if until.is_some_and(|u| started.elapsed() >= u) {
                     return Ok(());
                 }

@@ -132,7 +132,8 @@ async fn control_messages_while_publishing_never_corrupt_what_the_ingest_records
     let publisher = Publisher::start(&relay.whip("cam1"), 60.0, &[]).await.expect("accepted");
     publisher.finish().await;
     let written = wait_until(Duration::from_secs(15), || async { out.exists() }).await;
-    assert!(written.is_some(), "the ingest never finished its recording");
+    assert!(written.is_some(), "the ingest never finished its recording; relay log:\n{}", relay.log());
+    assert_eq!(ingest.connections.load(Ordering::SeqCst), 1, "the relay had to reconnect; relay log:\n{}", relay.log());
     let decode =
         std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&out).args(["-f", "null", "-"]).output().expect("ffmpeg");
     let errors = String::from_utf8_lossy(&decode.stderr);

@@ -34,6 +34,8 @@ pub struct Relay {
     pub config: RelayConfig,
     pub metrics: Arc<Metrics>,
     pub(crate) post_rate: PostRateLimit,
+    /// The web app's content security policy, made once from the configuration.
+    pub(crate) content_security_policy: axum::http::HeaderValue,
     api: API,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Streams with a session being set up or live: one publisher per stream.
@@ -59,6 +61,7 @@ impl Relay {
     pub fn new(config: RelayConfig, api: API) -> Self {
         Self {
             post_rate: PostRateLimit::per_minute(config.http_limits.posts_per_minute),
+            content_security_policy: crate::guard::content_security_policy(config.playback_url.as_deref()),
             config,
             metrics: Arc::new(Metrics::new()),
             api,

@@ -47,7 +47,9 @@ impl TestIngest {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let behaviour = behaviour.clone();
                 tokio::spawn(async move {
-                    let _ = serve(socket, behaviour).await;
+                    if let Err(e) = serve(socket, behaviour).await {
+                        eprintln!("test ingest: connection failed: {e}");
+                    }
                 });
             }
         });
@@ -91,6 +93,20 @@ async fn record(mut socket: TcpStream, remaining: Vec<u8>, out: &Path, ping_ever
     file.extend_from_slice(&ivs_relay::media::flv::file_header(true));
     let mut pending = results;
     pending.extend(session.handle_input(&remaining).map_err(std::io::Error::other)?);
+    let outcome = serve_publish(&mut socket, &mut session, pending, &mut file, ping_every, read_pause).await;
+    // What arrived is kept either way, so that a test sees how far the stream got.
+    tokio::fs::write(out, &file).await?;
+    outcome
+}
+
+async fn serve_publish(
+    socket: &mut TcpStream,
+    session: &mut ServerSession,
+    mut pending: Vec<ServerSessionResult>,
+    file: &mut Vec<u8>,
+    ping_every: Duration,
+    read_pause: Duration,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     let mut ping = tokio::time::interval(ping_every);
     let mut window = 2_500_000u32;
@@ -100,7 +116,7 @@ async fn record(mut socket: TcpStream, remaining: Vec<u8>, out: &Path, ping_ever
             for result in results {
                 match result {
                     ServerSessionResult::OutboundResponse(packet) => socket.write_all(&packet.bytes).await?,
-                    ServerSessionResult::RaisedEvent(event) => pending.extend(take_event(&mut session, event, &mut file)?),
+                    ServerSessionResult::RaisedEvent(event) => pending.extend(take_event(session, event, file)?),
                     ServerSessionResult::UnhandleableMessageReceived(_) => {}
                 }
             }
@@ -123,7 +139,7 @@ async fn record(mut socket: TcpStream, remaining: Vec<u8>, out: &Path, ping_ever
             }
         }
     }
-    tokio::fs::write(out, &file).await
+    Ok(())
 }
 
 fn take_event(session: &mut ServerSession, event: ServerSessionEvent, file: &mut Vec<u8>) -> std::io::Result<Vec<ServerSessionResult>> {

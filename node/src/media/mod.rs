@@ -141,6 +141,9 @@ pub struct MediaCore {
 /// Opus packets whose arrival is remembered: 20 ms each, more than the AAC encoder's delay.
 const AUDIO_ARRIVALS_KEPT: usize = 16;
 
+/// An AAC frame lasts 1024 / 48 kHz = 21.33 ms; consecutive audio tags are at least this far apart.
+const MIN_AUDIO_STEP_MS: u32 = (aac::AAC_FRAME_SAMPLES as u32 * 1000) / aac::SAMPLE_RATE;
+
 /// Upper bound on buffered video packets (about 4 s of 720p at 2.5 Mbit/s).
 const MAX_PENDING_PACKETS: usize = 1024;
 
@@ -267,7 +270,12 @@ impl MediaCore {
                         self.push_tag(TagKind::Audio, 0, body, true, false, now);
                     }
                 }
-                let ms = self.flv_timestamp(position, Track::Video);
+                // Each frame strictly after the one before: a player's demuxer refuses repeats.
+                let mut ms = self.flv_timestamp(position, Track::Video);
+                if self.stats.video_frames > 0 && ms <= self.last_video_ms {
+                    ms = self.last_video_ms.saturating_add(1);
+                }
+                self.last_video_ms = ms;
                 if let Some(header) = self.pending_video_header.take() {
                     self.push_tag(TagKind::Video, ms, header, true, true, now);
                 }
@@ -298,7 +306,14 @@ impl MediaCore {
             if position < start {
                 continue;
             }
-            let ms = self.flv_timestamp(position, Track::Audio);
+            // Each frame at least one frame's duration after the last: when a sender report
+            // moves the audio anchor back a few ms, frames would overlap and players (and
+            // ffmpeg) refuse them; the timeline catches up within a few frames.
+            let mut ms = self.flv_timestamp(position, Track::Audio);
+            if self.stats.audio_frames > 0 {
+                ms = ms.max(self.last_audio_ms.saturating_add(MIN_AUDIO_STEP_MS));
+            }
+            self.last_audio_ms = ms;
             self.stats.audio_frames += 1;
             let first_sample_arrived = self
                 .audio_arrivals
@@ -312,16 +327,16 @@ impl MediaCore {
         self.scratch_audio = frames;
     }
 
-    /// Milliseconds since FLV time zero, never going backwards within a track.
-    fn flv_timestamp(&mut self, position: i64, track: Track) -> u32 {
-        let since_start = (position - self.start.unwrap_or(position)).max(0) / 1000;
+    /// Milliseconds since FLV time zero, never before the track's last one (the caller makes
+    /// media tags strictly increasing and records the one it sends).
+    fn flv_timestamp(&self, position: i64, track: Track) -> u32 {
+        let since_start = position.saturating_sub(self.start.unwrap_or(position)).max(0) / 1000;
         let ms = u32::try_from(since_start).unwrap_or(u32::MAX);
         let last = match track {
-            Track::Video => &mut self.last_video_ms,
-            Track::Audio => &mut self.last_audio_ms,
+            Track::Video => self.last_video_ms,
+            Track::Audio => self.last_audio_ms,
         };
-        *last = ms.max(*last);
-        *last
+        ms.max(last)
     }
 
     fn push_metadata(&mut self, now: Instant) {
@@ -438,5 +453,38 @@ mod tests {
         // 1.75 s and every 0.5 s after.
         assert_eq!(requests, 4, "keyframe requests");
         assert_eq!(core.stats().keyframes, 1);
+    }
+
+    #[test]
+    fn a_sender_report_moving_audio_back_never_makes_audio_tags_overlap() {
+        let t0 = Instant::now();
+        let mut core = MediaCore::new(CoreConfig::default()).expect("core");
+        let mut seq = 0;
+        for p in video_frame(&mut seq, 0, true) {
+            core.handle_input(t0, Input::Video(&p));
+        }
+        let mut encoder = opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).expect("encoder");
+        let packet: bytes::Bytes = encoder.encode_vec(&[0i16; 1920], 4000).expect("encode").into();
+        let mut audio_ms = Vec::new();
+        for n in 0..150u32 {
+            let now = t0 + Duration::from_millis(u64::from(n) * 20);
+            let rtp = RtpPacket { sequence_number: n as u16, timestamp: n * 960, marker: false, payload: packet.clone() };
+            core.handle_input(now, Input::Audio(&rtp));
+            if n == 75 {
+                // The sender says audio second 1 was captured 4 ms before video's first second.
+                let ntp = 1000u64 << 32;
+                core.handle_input(now, Input::SenderReport { track: Track::Video, ntp, rtp: 0 });
+                core.handle_input(now, Input::SenderReport { track: Track::Audio, ntp: ntp + (996u64 << 32) / 1000, rtp: 48_000 });
+            }
+            let (out, _) = tags(&mut core);
+            audio_ms.extend(out.iter().filter(|t| t.kind == TagKind::Audio && !t.is_header).map(|t| t.timestamp_ms));
+        }
+        assert!(audio_ms.len() > 100, "{} audio tags", audio_ms.len());
+        for pair in audio_ms.windows(2) {
+            assert!(pair[1] >= pair[0] + MIN_AUDIO_STEP_MS, "audio tags {} and {} overlap", pair[0], pair[1]);
+        }
+        // The timeline is not held back for good: the last tag is where the clock puts it.
+        let last = *audio_ms.last().expect("tags");
+        assert!((2880..=2960).contains(&last), "last audio tag at {last} ms");
     }
 }
