@@ -64,6 +64,10 @@ struct Args {
     /// Only use loopback ICE candidates (tests on one machine).
     #[arg(long)]
     loopback: bool,
+    /// Answer a keyframe request (PLI) as an encoder would: jump to the file's next IDR at once
+    /// instead of waiting for it (the file's keyframes are 2 s apart).
+    #[arg(long)]
+    keyframe_on_pli: bool,
     /// Send media to this UDP address instead of the answer's candidates, e.g. a forwarder that
     /// drops and delays packets on their way to the relay (tests).
     #[arg(long)]
@@ -96,7 +100,8 @@ async fn main() -> anyhow::Result<()> {
         "video".to_owned(),
         "whip-publish".to_owned(),
     ));
-    add_sendonly(&pc, video.clone()).await?;
+    let pli = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    add_sendonly(&pc, video.clone(), args.keyframe_on_pli.then(|| pli.clone())).await?;
     let audio = match &args.audio {
         Some(_) => {
             let track = Arc::new(TrackLocalStaticSample::new(
@@ -104,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
                 "audio".to_owned(),
                 "whip-publish".to_owned(),
             ));
-            add_sendonly(&pc, track.clone()).await?;
+            add_sendonly(&pc, track.clone(), None).await?;
             Some(track)
         }
         None => None,
@@ -151,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("connected after {:?}", started.elapsed());
 
     let until = args.seconds.map(Duration::from_secs_f64);
-    let video_task = tokio::spawn(play_video(video, args.video.clone(), args.fps, until));
+    let video_task = tokio::spawn(play_video(video, args.video.clone(), args.fps, until, pli));
     let audio_task = audio.zip(args.audio.clone()).map(|(track, path)| tokio::spawn(play_audio(track, path, until)));
     tokio::select! {
         result = video_task => result??,
@@ -170,7 +175,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn add_sendonly(pc: &webrtc::peer_connection::RTCPeerConnection, track: Arc<TrackLocalStaticSample>) -> anyhow::Result<()> {
+/// Adds a send-only track; `pli`, if given, is raised when the receiver asks for a keyframe.
+async fn add_sendonly(
+    pc: &webrtc::peer_connection::RTCPeerConnection,
+    track: Arc<TrackLocalStaticSample>,
+    pli: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> anyhow::Result<()> {
     let transceiver = pc
         .add_transceiver_from_track(
             track as Arc<dyn TrackLocal + Send + Sync>,
@@ -180,14 +190,26 @@ async fn add_sendonly(pc: &webrtc::peer_connection::RTCPeerConnection, track: Ar
     // RTCP (PLI, NACK, TWCC feedback) has to be read for the interceptors to act on it.
     let sender = transceiver.sender().await;
     tokio::spawn(async move {
-        let mut buf = vec![0u8; 1500];
-        while sender.read(&mut buf).await.is_ok() {}
+        use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        while let Ok((packets, _)) = sender.read_rtcp().await {
+            if let Some(pli) = &pli
+                && packets.iter().any(|p| p.as_any().is::<PictureLossIndication>())
+            {
+                pli.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
     });
     Ok(())
 }
 
 /// Sends one access unit per tick: parameter sets and SEI travel with the slice after them.
-async fn play_video(track: Arc<TrackLocalStaticSample>, path: PathBuf, fps: u32, until: Option<Duration>) -> anyhow::Result<()> {
+async fn play_video(
+    track: Arc<TrackLocalStaticSample>,
+    path: PathBuf,
+    fps: u32,
+    until: Option<Duration>,
+    pli: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
     let frame = Duration::from_secs(1) / fps;
     // The track turns a sample's duration into RTP ticks by truncation: 1/30 s is 2999.99…
     // ticks at 90 kHz, which would make the stream 30.01 fps; rounding up keeps it exact.
@@ -200,7 +222,14 @@ async fn play_video(track: Arc<TrackLocalStaticSample>, path: PathBuf, fps: u32,
         while let Ok(nal) = reader.next_nal() {
             access_unit.put_slice(&[0, 0, 0, 1]);
             access_unit.put_slice(&nal.data);
+            if nal.unit_type == NalUnitType::CodedSliceNonIdr && pli.load(std::sync::atomic::Ordering::SeqCst) {
+                access_unit.clear(); // skipped: the next IDR goes out at the next tick
+                continue;
+            }
             if matches!(nal.unit_type, NalUnitType::CodedSliceIdr | NalUnitType::CodedSliceNonIdr) {
+                if nal.unit_type == NalUnitType::CodedSliceIdr {
+                    pli.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
                 ticker.tick().await;
                 track.write_sample(&Sample { data: access_unit.split().freeze(), duration: rtp_frame, ..Default::default() }).await?;
                 if until.is_some_and(|u| started.elapsed() >= u) {

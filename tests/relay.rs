@@ -166,7 +166,7 @@ async fn five_percent_loss_and_reordering_are_repaired_and_what_reaches_the_inge
     let impairment = Impairment { drop_percent: 5, delay_percent: 3, delay: Duration::from_millis(40) };
     let forwarder = Forwarder::start(([127, 0, 0, 1], relay.udp_port).into(), impairment).await;
     let via = forwarder.addr.to_string();
-    let publisher = Publisher::start(&relay.whip("cam1"), 12.0, &["--via", &via]).await.expect("session accepted");
+    let publisher = Publisher::start(&relay.whip("cam1"), 12.0, &["--via", &via, "--keyframe-on-pli"]).await.expect("session accepted");
     publisher.finish().await;
     let recording = ingest.finished().await;
 

@@ -347,3 +347,41 @@ async fn handshake(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rml_rtmp::sessions::{ClientSession, ClientSessionConfig};
+
+    /// A format 0 chunk on chunk stream 3 carrying a whole AMF0 command message.
+    fn command_chunk(payload: &[u8]) -> Vec<u8> {
+        let mut chunk = vec![3, 0, 0, 0];
+        chunk.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        chunk.extend_from_slice(&[20, 0, 0, 0, 0]);
+        chunk.extend_from_slice(payload);
+        chunk
+    }
+
+    #[test]
+    fn deeply_nested_amf0_from_a_server_is_an_error_not_a_stack_overflow() {
+        let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).expect("session");
+        // Set Chunk Size to the maximum, so that the message below is one chunk.
+        session.handle_input(&[2, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]).expect("chunk size");
+        let mut amf = vec![0x02, 0, 7];
+        amf.extend_from_slice(b"_result");
+        for _ in 0..250_000 {
+            amf.extend_from_slice(&[0x03, 0, 1, b'a']);
+        }
+        let error = session.handle_input(&command_chunk(&amf)).err().expect("refused").to_string();
+        assert!(error.contains("nested deeper than 32"), "{error}");
+    }
+
+    #[test]
+    fn a_server_message_over_one_mebibyte_is_refused_before_it_is_buffered() {
+        let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).expect("session");
+        let mut header = vec![3, 0, 0, 0];
+        header.extend_from_slice(&(2u32 << 20).to_be_bytes()[1..]);
+        header.extend_from_slice(&[20, 0, 0, 0, 0]);
+        let error = session.handle_input(&header).err().expect("refused").to_string();
+        assert!(error.contains("exceeds the limit of 1048576"), "{error}");
+    }
+}
