@@ -371,7 +371,7 @@ mod tests {
         for _ in 0..250_000 {
             amf.extend_from_slice(&[0x03, 0, 1, b'a']);
         }
-        let error = session.handle_input(&command_chunk(&amf)).err().expect("refused").to_string();
+        let error = session.handle_input(&command_chunk(&amf)).expect_err("refused").to_string();
         assert!(error.contains("nested deeper than 32"), "{error}");
     }
 
@@ -381,7 +381,7 @@ mod tests {
         let mut header = vec![3, 0, 0, 0];
         header.extend_from_slice(&(2u32 << 20).to_be_bytes()[1..]);
         header.extend_from_slice(&[20, 0, 0, 0, 0]);
-        let error = session.handle_input(&header).err().expect("refused").to_string();
+        let error = session.handle_input(&header).expect_err("refused").to_string();
         assert!(error.contains("exceeds the limit of 1048576"), "{error}");
     }
 }
