@@ -164,7 +164,7 @@ async fn measure_relay(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Re
             .arg("--audio")
             .arg(&media.audio)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(args.work.join(format!("publisher-{n}.log")))?)
             .kill_on_drop(true)
             .spawn()
             .context("publisher")?;
@@ -179,6 +179,11 @@ async fn measure_relay(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Re
     let wall = started.elapsed().as_secs_f64();
     let metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
     let live = gauge(&metrics, "ivs_relay_sessions") as usize;
+    if live < args.streams {
+        // Why the others ended, from the relay's own count (publishers' logs are in the work dir).
+        let ended: Vec<&str> = metrics.lines().filter(|l| l.starts_with("ivs_relay_sessions_ended_total")).collect();
+        println!("{live}/{} sessions live; ended: {}", args.streams, ended.join(", "));
+    }
     let (video, audio) = (latency(&before_metrics, &metrics, "video"), latency(&before_metrics, &metrics, "audio"));
     for mut p in publishers {
         let _ = p.kill().await;

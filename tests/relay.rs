@@ -241,6 +241,7 @@ async fn a_thousand_sessions_opened_and_closed_leave_no_session_descriptor_or_me
     assert!(wait_until(Duration::from_secs(10), settled).await.is_some(), "names still held: {}", relay.health().await);
     assert_eq!(relay.health().await["sessions"], 0);
     assert_eq!(relay.metric("ivs_relay_sessions_started_total").await, SESSIONS as f64);
+    assert_eq!(relay.metric(r#"ivs_relay_sessions_ended_total{reason="deleted"}"#).await, SESSIONS as f64);
     let fds = wait_until(Duration::from_secs(10), || async { relay.open_fds() <= fds_warm + 2 }).await;
     assert!(fds.is_some(), "{} file descriptors open, {fds_warm} after the warm-up", relay.open_fds());
     let rss = rss_mib(&relay);

@@ -12,6 +12,11 @@ pub struct TrackLabel {
     pub track: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndLabel {
+    pub reason: &'static str,
+}
+
 pub const VIDEO: TrackLabel = TrackLabel { track: "video" };
 pub const AUDIO: TrackLabel = TrackLabel { track: "audio" };
 
@@ -19,6 +24,7 @@ pub struct Metrics {
     registry: Registry,
     pub sessions: Gauge,
     pub sessions_started: Counter,
+    pub sessions_ended: Family<EndLabel, Counter>,
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
     pub keyframe_requests: Counter,
@@ -47,6 +53,7 @@ impl Metrics {
         let metrics = Self {
             sessions: Gauge::default(),
             sessions_started: Counter::default(),
+            sessions_ended: Family::default(),
             bytes_received: Counter::default(),
             bytes_sent: Counter::default(),
             keyframe_requests: Counter::default(),
@@ -59,6 +66,7 @@ impl Metrics {
         };
         registry.register("sessions", "WHIP sessions open now", metrics.sessions.clone());
         registry.register("sessions_started", "WHIP sessions accepted", metrics.sessions_started.clone());
+        registry.register("sessions_ended", "WHIP sessions ended, by reason", metrics.sessions_ended.clone());
         registry.register("rtp_received_bytes", "RTP payload bytes received from publishers", metrics.bytes_received.clone());
         registry.register("ingest_sent_bytes", "FLV tag bytes sent to ingests and files", metrics.bytes_sent.clone());
         registry.register("keyframe_requests", "PLIs sent to publishers", metrics.keyframe_requests.clone());

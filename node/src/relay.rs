@@ -154,7 +154,7 @@ impl Relay {
         self.accepting.store(false, Ordering::SeqCst);
         let sessions: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
         for session in &sessions {
-            session.stop("relay shutting down");
+            session.stop(crate::status::EndReason::ShuttingDown);
         }
         let all = futures_util::future::join_all(sessions.iter().map(|s| s.finished()));
         if tokio::time::timeout(grace, all).await.is_err() {

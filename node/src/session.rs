@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::offer::{self, OfferError};
 use crate::sink::queue::SendError;
 use crate::sink::{self, SinkContext, SinkHandle};
-use crate::status::SessionStatus;
+use crate::status::{EndReason, SessionStatus};
 
 /// A session whose publisher sent nothing for this long is ended.
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(8);
@@ -211,7 +211,7 @@ impl Session {
     }
 
     /// Ends the session (idempotent); `finished` waits for it.
-    pub fn stop(&self, reason: &str) {
+    pub fn stop(&self, reason: EndReason) {
         self.status.end(reason);
         self.cancel.cancel();
     }
@@ -312,7 +312,7 @@ impl MediaTask {
                 _ = housekeeping.tick() => {
                     self.status.update_core(self.core.stats(), self.bytes_received);
                     if last_media.elapsed() > MEDIA_TIMEOUT {
-                        self.status.end(format!("no media from the publisher for {} s", MEDIA_TIMEOUT.as_secs()));
+                        self.status.end(EndReason::NoMedia);
                         break;
                     }
                 }
@@ -391,7 +391,11 @@ impl MediaTask {
     async fn finish(self) {
         let Self { pc, sink, status, metrics, core, bytes_received, .. } = self;
         status.update_core(core.stats(), bytes_received);
-        status.end("ended");
+        // Ended from inside: the peer connection failed or closed, or its tracks did.
+        status.end(EndReason::PublisherGone);
+        if let Some(reason) = status.end_reason() {
+            metrics.sessions_ended.get_or_create(&crate::metrics::EndLabel { reason: reason.label() }).inc();
+        }
         let SinkHandle { tags, mut task } = sink;
         drop(tags); // the sink ends the RTMP stream (deleteStream) or closes the file
         if tokio::time::timeout(SINK_CLOSE_TIMEOUT, &mut task).await.is_err() {

@@ -20,6 +20,44 @@ pub enum State {
     Ended,
 }
 
+/// Why a session ended: its status says it in words, `/metrics` counts it by `label`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The publisher sent DELETE.
+    Deleted,
+    /// ICE failed or the peer connection closed: the publisher is gone.
+    PublisherGone,
+    /// Connected (or not), but no media arrived for the media timeout.
+    NoMedia,
+    /// The client hung up before it got the answer.
+    Abandoned,
+    ShuttingDown,
+}
+
+impl EndReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::PublisherGone => "publisher_gone",
+            Self::NoMedia => "no_media",
+            Self::Abandoned => "abandoned",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Deleted => "ended by the publisher (DELETE)",
+            Self::PublisherGone => "the publisher's connection failed or closed",
+            Self::NoMedia => "no media from the publisher for 8 s",
+            Self::Abandoned => "the publisher went away before the answer",
+            Self::ShuttingDown => "relay shutting down",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IngestState {
@@ -60,7 +98,7 @@ struct Inner {
     bytes_sent: u64,
     reconnects: u64,
     last_error: Option<String>,
-    end_reason: Option<String>,
+    end_reason: Option<EndReason>,
 }
 
 #[derive(Debug)]
@@ -128,14 +166,15 @@ impl SessionStatus {
         });
     }
 
-    pub fn end(&self, reason: impl Into<String>) {
+    /// Records why the session ends; the first reason given wins.
+    pub fn end(&self, reason: EndReason) {
         self.with(|i| {
-            i.end_reason.get_or_insert_with(|| reason.into());
+            i.end_reason.get_or_insert(reason);
         });
     }
 
-    pub fn ended(&self) -> bool {
-        self.with(|i| i.end_reason.is_some())
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.with(|i| i.end_reason)
     }
 
     pub fn report(&self) -> StatusReport {
@@ -162,7 +201,7 @@ impl SessionStatus {
                 keyframe_requests: i.core.keyframe_requests,
                 reconnects: i.reconnects,
                 last_error: i.last_error.clone(),
-                end_reason: i.end_reason.clone(),
+                end_reason: i.end_reason.map(|r| r.to_string()),
             }
         })
     }

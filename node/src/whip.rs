@@ -101,7 +101,7 @@ async fn start_detached(
     tokio::spawn(async move {
         let started = relay.start_session(&stream, offer, destination, policy).await;
         if let Err(Ok((session, _))) = tx.send(started) {
-            session.stop("the publisher went away before the answer");
+            session.stop(crate::status::EndReason::Abandoned);
         }
     });
     // A panic in the task drops `tx` (and, unwinding, the reservation and the peer connection).
@@ -165,7 +165,7 @@ async fn whip_options(State(relay): State<Arc<Relay>>) -> Response {
 
 async fn delete_session(State(relay): State<Arc<Relay>>, Path((stream, id)): Path<(String, String)>) -> Result<StatusCode, Refusal> {
     let session = relay.session(&stream, &id).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such session"))?;
-    session.stop("ended by the publisher (DELETE)");
+    session.stop(crate::status::EndReason::Deleted);
     session.finished().await;
     Ok(StatusCode::OK)
 }
