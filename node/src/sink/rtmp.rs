@@ -376,6 +376,16 @@ mod tests {
     }
 
     #[test]
+    fn a_command_with_fewer_than_three_values_is_an_error_not_a_panic() {
+        // Found by fuzzing (fuzz/fuzz_targets/rtmp_client.rs): an empty AMF0 command message.
+        for payload in [&[][..], &[0x02, 0, 1, b'x'], &[0x02, 0, 1, b'x', 0x00, 0, 0, 0, 0, 0, 0, 0, 0]] {
+            let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).expect("session");
+            let error = session.handle_input(&command_chunk(payload)).expect_err("refused").to_string();
+            assert!(error.contains("expected format"), "{error}");
+        }
+    }
+
+    #[test]
     fn a_server_message_over_one_mebibyte_is_refused_before_it_is_buffered() {
         let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).expect("session");
         let mut header = vec![3, 0, 0, 0];

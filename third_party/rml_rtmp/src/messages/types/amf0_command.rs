@@ -32,7 +32,10 @@ pub fn deserialize(data: Bytes) -> Result<RtmpMessage, MessageDeserializationErr
     let transaction_id: f64;
     let command_object: Amf0Value;
     {
-        let mut arg_iterator = arguments.drain(..3);
+        // A command may hold fewer than three values: the missing ones are a format error
+        // below, not a panic here (ivs-relay patch, found by fuzzing).
+        let present = arguments.len().min(3);
+        let mut arg_iterator = arguments.drain(..present);
 
         command_name = match arg_iterator
             .next()
