@@ -88,7 +88,7 @@ async fn start_nginx(work: &Path, port: u16) -> anyhow::Result<Child> {
     std::fs::write(
         &conf,
         format!(
-            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon off; pid {w}/nginx.pid; error_log {w}/nginx-error.log;\nevents {{}}\n\
+            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon off; master_process off; pid {w}/nginx.pid; error_log {w}/nginx-error.log;\nevents {{}}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096; application live {{ live on; record off; }} }} }}\n",
             w = work.display()
         ),

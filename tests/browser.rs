@@ -161,7 +161,7 @@ async fn the_watch_panel_plays_the_channel_and_shows_the_delay() {
     std::fs::write(
         &conf,
         format!(
-            "daemon off; pid {d}/nginx-hls.pid; error_log {d}/nginx-hls-error.log;\nevents {{}}\n\
+            "daemon off; master_process off; pid {d}/nginx-hls.pid; error_log {d}/nginx-hls-error.log;\nevents {{}}\n\
              http {{ access_log off; types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}\n\
              server {{ listen 127.0.0.1:{port}; root {d}/hls; add_header Access-Control-Allow-Origin *; add_header Cache-Control no-cache; }} }}\n",
             d = dir.path().display()

@@ -76,25 +76,6 @@ pub struct Session {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// The runtime every session's media task runs on: depacketizing, Opus decoding and AAC
-/// encoding are CPU work, and here they never hold up the runtime that serves HTTP, ICE, DTLS,
-/// SRTP and the RTMP sockets. Process-wide and never dropped (a runtime may not be dropped from
-/// async code); one worker per core.
-fn media_runtime() -> &'static tokio::runtime::Handle {
-    static MEDIA: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    MEDIA
-        .get_or_init(|| {
-            let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .thread_name("ivs-relay-media")
-                .enable_time()
-                .build()
-                .expect("the media runtime: creating threads at start-up")
-        })
-        .handle()
-}
-
 /// Closes a peer connection that is dropped before a media task took it over, whatever path
 /// (error, cancellation, panic) dropped it: the `webrtc` crate frees sockets and tasks only on
 /// `close()`.
@@ -202,7 +183,7 @@ impl Session {
             overflowed: false,
         };
         register(&session);
-        let task = media_runtime().spawn(async move {
+        let task = tokio::spawn(async move {
             media.run().await;
             on_end();
         });

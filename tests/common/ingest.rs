@@ -71,6 +71,7 @@ impl FfmpegIngest {
 
 /// nginx terminating TLS on `port` as `host` (its certificate's name) and passing the bytes to
 /// 127.0.0.1:`backend`.
+/// One process (`master_process off`): killing it on drop leaves no worker behind.
 pub struct TlsProxy {
     pub child: Child,
     pub port: u16,
@@ -89,7 +90,7 @@ impl TlsProxy {
             &conf,
             format!(
                 "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
-                 daemon off; pid {dir}/nginx.pid; error_log {dir}/nginx-error.log;\n\
+                 daemon off; master_process off; pid {dir}/nginx.pid; error_log {dir}/nginx-error.log;\n\
                  events {{}}\n\
                  stream {{ server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; ssl_certificate_key {key}; proxy_pass 127.0.0.1:{backend}; }} }}\n",
                 dir = dir.display(),
