@@ -140,6 +140,8 @@ async fn measure_relay(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Re
     let mut relay = Command::new(&args.relay)
         .args(["--http", "--listen", &format!("127.0.0.1:{http}"), "--udp-port", &udp.to_string()])
         .args(["--destination", &format!("rtmp://127.0.0.1:{rtmp_port}/live/{{stream}}"), "--max-sessions", "1000"])
+        // Every publisher posts from 127.0.0.1 at once: lift the per-address POST limit.
+        .args(["--posts-per-minute", "1000000"])
         .env("RUST_LOG", "warn")
         .stderr(std::fs::File::create(args.work.join("relay.log"))?)
         .kill_on_drop(true)
