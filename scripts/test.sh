@@ -49,8 +49,8 @@ log "format"
 cargo fmt --all -- --check
 log "build"
 cargo build --workspace --all-targets --locked
-log "static relay (for the image)"
-cargo relay-static --locked
+log "static relay and Lambda bootstrap (what deploy ships)"
+cargo static --locked
 log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -8,58 +8,42 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::provider::ProvideCredentials;
 
-use crate::cli::AwsArgs;
 use crate::error::{AwsError, AwsResultExt};
+use crate::op;
 
-/// Regions AWS runs (commercial, China, GovCloud). Checked before any request so a typo is one
-/// clear line instead of a DNS failure; with `--endpoint-url` (an emulator) any name goes.
-const KNOWN_REGIONS: &[&str] = &[
-    "af-south-1",
-    "ap-east-1",
-    "ap-east-2",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-northeast-3",
-    "ap-south-1",
-    "ap-south-2",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "ap-southeast-3",
-    "ap-southeast-4",
-    "ap-southeast-5",
-    "ap-southeast-6",
-    "ap-southeast-7",
-    "ca-central-1",
-    "ca-west-1",
-    "cn-north-1",
-    "cn-northwest-1",
-    "eu-central-1",
-    "eu-central-2",
-    "eu-north-1",
-    "eu-south-1",
-    "eu-south-2",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "il-central-1",
-    "me-central-1",
-    "me-south-1",
-    "mx-central-1",
-    "sa-east-1",
-    "us-east-1",
-    "us-east-2",
-    "us-gov-east-1",
-    "us-gov-west-1",
-    "us-west-1",
-    "us-west-2",
-];
+/// Where and as whom to connect, resolved from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Every call goes here (an emulator such as moto).
+    pub endpoint_url: Option<String>,
+}
+
+/// Whether `region` has the shape of a region name in AWS's partitions (the SDK's partition
+/// data: `us-east-1`, `cn-north-1`, `us-gov-west-1`, `eu-isoe-west-1`…). A shape, not a list, so a
+/// region AWS opens tomorrow works today; a name that fits but does not exist fails at the first
+/// call, with the same advice.
+pub fn plausible_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let (Some(number), Some(geography)) = (parts.last(), parts.first()) else { return false };
+    (3..=4).contains(&parts.len())
+        && geography.len() == 2
+        && number.chars().all(|c| c.is_ascii_digit())
+        && !number.is_empty()
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("no AWS region: pass --region, set AWS_REGION, or set a region in the profile")]
     NoRegion,
-    #[error("unknown region {0:?}: AWS has no such region (use --endpoint-url for an emulator)")]
+    #[error(
+        "unknown region {0:?}: AWS region names look like us-east-1 (`aws ec2 describe-regions` lists them; use --endpoint-url for an emulator)"
+    )]
     UnknownRegion(String),
+    #[error("cannot reach AWS in region {region} ({cause}): check the region name (`aws ec2 describe-regions` lists them) and the network")]
+    Unreachable { region: String, cause: String },
     #[error(
         "no usable AWS credentials ({0}): set AWS_PROFILE or --profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`"
     )]
@@ -90,7 +74,7 @@ pub struct Aws {
 impl Aws {
     /// Resolves configuration and credentials and asks STS who we are, so a wrong profile,
     /// region or endpoint fails here, before anything is read or written.
-    pub async fn connect(args: &AwsArgs) -> Result<Self, ConnectError> {
+    pub async fn connect(args: &Settings) -> Result<Self, ConnectError> {
         let mut loader =
             aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(6)).timeout_config(
                 TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(60)).build(),
@@ -107,13 +91,17 @@ impl Aws {
         let config = loader.load().await;
         let region = config.region().ok_or(ConnectError::NoRegion)?.to_string();
         let emulated = config.endpoint_url().is_some();
-        if !emulated && !KNOWN_REGIONS.contains(&region.as_str()) {
+        if !emulated && !plausible_region(&region) {
             return Err(ConnectError::UnknownRegion(region));
         }
         let credentials = config.credentials_provider().ok_or_else(|| ConnectError::NoCredentials("no provider".into()))?;
         credentials.provide_credentials().await.map_err(|e| ConnectError::NoCredentials(error_chain(&e)))?;
 
-        let identity = aws_sdk_sts::Client::new(&config).get_caller_identity().send().await.on("account", "sts:GetCallerIdentity")?;
+        let identity =
+            match aws_sdk_sts::Client::new(&config).get_caller_identity().send().await.on("account", op!("sts:GetCallerIdentity")) {
+                Err(e) if e.code == "unreachable" && !emulated => return Err(ConnectError::Unreachable { region, cause: e.message }),
+                result => result?,
+            };
         let account = identity.account().unwrap_or_default().to_owned();
         let partition = if region.starts_with("cn-") {
             "aws-cn"
@@ -146,6 +134,24 @@ impl Aws {
     }
 }
 
+/// The regions Amazon IVS runs in, from AWS's public SSM parameters on its global
+/// infrastructure (a region AWS adds IVS to is listed there the same day).
+pub async fn ivs_regions(aws: &Aws) -> Result<Vec<String>, AwsError> {
+    const PATH: &str = "/aws/service/global-infrastructure/services/ivs/regions";
+    let pages = aws
+        .ssm
+        .get_parameters_by_path()
+        .path(PATH)
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .on("Amazon IVS regions", op!("ssm:GetParametersByPath"))?;
+    let mut regions: Vec<String> = pages.iter().flat_map(|page| page.parameters()).filter_map(|p| p.value()).map(str::to_owned).collect();
+    regions.sort();
+    Ok(regions)
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -155,4 +161,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plausible_region;
+
+    #[test]
+    fn region_names_are_checked_by_shape_so_new_regions_work() {
+        for region in ["us-east-1", "ap-southeast-7", "cn-northwest-1", "us-gov-west-1", "eu-isoe-west-1", "xx-future-12"] {
+            assert!(plausible_region(region), "{region}");
+        }
+        for region in ["nowhere-1", "us-east", "US-EAST-1", "us-east-1a", "useast1", "", "us--1"] {
+            assert!(!plausible_region(region), "{region}");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! The command line: clap types only; commands take what is parsed here.
+//! The command line: clap types, and their resolution into the settings each command takes
+//! (checked here, before any AWS call).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,8 +8,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ivs_relay::config::StreamingArgs;
 
+use crate::aws;
+use crate::commands::{self, Target, deploy};
 use crate::stack::StackName;
+use crate::stack::channel::ChannelSpec;
 use crate::stack::log_group::RETENTION_DAYS;
+use crate::stack::task_definition::FargateSize;
 
 /// Go live on Amazon IVS (or any RTMP ingest) from a browser: run the relay locally, or deploy
 /// and operate it on AWS.
@@ -63,6 +68,9 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Delete every resource tagged with the stack's name, in dependency order.
     Teardown(TeardownArgs),
+    /// Print the least-privilege IAM policy that deploy, status, scale and teardown of this stack
+    /// need (attach it to the deployer's user or role).
+    Policy(PolicyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,7 +112,7 @@ pub struct DeployArgs {
     pub registry_url: Option<String>,
 
     /// Task CPU units (256 = 0.25 vCPU).
-    #[arg(long, default_value_t = 256, value_parser = fargate_cpu)]
+    #[arg(long, default_value_t = 256)]
     pub cpu: u32,
 
     /// Task memory in MiB (must suit --cpu, as Fargate defines).
@@ -115,9 +123,10 @@ pub struct DeployArgs {
     #[arg(long, default_value_t = 50000, value_parser = clap::value_parser!(u16).range(1024..))]
     pub udp_port: u16,
 
-    /// STUN server the relay learns its public address from.
-    #[arg(long, default_value = "stun.l.google.com:19302")]
-    pub stun: String,
+    /// STUN servers (host:port, repeatable or comma-separated) the relay learns its public
+    /// address from, tried in turn until one answers.
+    #[arg(long, value_delimiter = ',', default_value = "stun.l.google.com:19302,stun1.l.google.com:19302,stun.cloudflare.com:3478")]
+    pub stun: Vec<String>,
 
     /// Days CloudWatch keeps the relay's and the Lambda's logs.
     #[arg(long, default_value_t = 30, value_parser = retention_days)]
@@ -137,7 +146,7 @@ pub struct DeployArgs {
     pub ivs: bool,
 
     /// Use this existing IVS channel instead (ivsctl never changes or deletes it).
-    #[arg(long, value_name = "ARN")]
+    #[arg(long, value_name = "ARN", conflicts_with = "ivs")]
     pub ivs_channel: Option<String>,
 
     /// Type of a channel ivsctl creates.
@@ -203,10 +212,64 @@ pub struct TeardownArgs {
     pub dry_run: bool,
 }
 
-fn fargate_cpu(text: &str) -> Result<u32, String> {
-    const VALID: [u32; 5] = [256, 512, 1024, 2048, 4096];
-    let cpu: u32 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
-    if VALID.contains(&cpu) { Ok(cpu) } else { Err(format!("Fargate tasks take {VALID:?} CPU units")) }
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The account the policy is for (default: any, `*`).
+    #[arg(long)]
+    pub account: Option<String>,
+}
+
+impl AwsArgs {
+    pub fn target(&self) -> Target {
+        Target {
+            stack: self.stack.clone(),
+            connection: aws::Settings {
+                region: self.region.clone(),
+                profile: self.profile.clone(),
+                endpoint_url: self.endpoint_url.clone(),
+            },
+            json: self.json,
+        }
+    }
+}
+
+impl DeployArgs {
+    /// The deploy's settings, or why these flags cannot work together.
+    pub fn resolve(self) -> Result<deploy::Settings, String> {
+        let size = FargateSize::new(self.cpu, self.memory).map_err(|e| format!("--cpu {} --memory {}: {e}", self.cpu, self.memory))?;
+        let spec = ChannelSpec { channel_type: self.channel_type, latency_mode: self.latency_mode };
+        let channel = match (self.ivs, self.ivs_channel) {
+            (_, Some(arn)) => deploy::ChannelChoice::Adopt(arn),
+            (true, None) => deploy::ChannelChoice::Create(spec),
+            (false, None) => deploy::ChannelChoice::Recorded(spec),
+        };
+        let relay = match self.image {
+            Some(uri) => deploy::RelaySource::Image(uri),
+            None => deploy::RelaySource::Binary(self.relay_binary),
+        };
+        Ok(deploy::Settings {
+            mode: if self.dry_run { crate::stack::Mode::DryRun } else { crate::stack::Mode::Apply },
+            tasks: self.tasks,
+            relay,
+            registry_url: self.registry_url,
+            size,
+            udp_port: self.udp_port,
+            stun: self.stun,
+            log_retention_days: self.log_retention_days,
+            vpc: self.vpc,
+            subnets: self.subnets,
+            channel,
+            rotate_token: self.rotate_token,
+            lambda_bootstrap: self.lambda_bootstrap,
+            wait: self.wait.resolve(),
+        })
+    }
+}
+
+impl WaitArgs {
+    pub fn resolve(&self) -> commands::Wait {
+        if self.no_wait { commands::Wait::No } else { commands::Wait::Until(self.timeout) }
+    }
 }
 
 fn retention_days(text: &str) -> Result<i32, String> {
@@ -241,9 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn fargate_sizes_and_retentions_are_checked() {
-        assert_eq!(fargate_cpu("512"), Ok(512));
-        assert!(fargate_cpu("300").is_err());
+    fn retentions_are_checked() {
         assert_eq!(retention_days("30"), Ok(30));
         assert!(retention_days("31").is_err());
     }

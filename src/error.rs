@@ -23,7 +23,7 @@ impl AwsError {
     fn advice(&self) -> Option<&'static str> {
         Some(match self.code.as_str() {
             "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "UnauthorizedException" => {
-                "the credentials in use lack this permission: grant it to them (README, \"Permissions\") or use another --profile"
+                "the credentials in use lack this permission: `ivsctl policy` prints every permission ivsctl needs, to attach to them (README, \"Permissions\"); or use another --profile"
             }
             "InvalidClientTokenId" | "UnrecognizedClientException" | "ExpiredToken" | "ExpiredTokenException" | "SignatureDoesNotMatch" => {
                 "the credentials are not valid: check --profile / AWS_ACCESS_KEY_ID, or run `aws sso login`"
@@ -45,6 +45,9 @@ impl AwsError {
 impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {} failed: {}: {}", self.resource, self.operation, self.code, self.message)?;
+        if self.code.starts_with("AccessDenied") || self.code == "UnauthorizedOperation" {
+            write!(f, " (missing permission: {})", self.operation)?;
+        }
         if let Some(advice) = self.advice() {
             write!(f, " ({advice})")?;
         }
@@ -78,7 +81,8 @@ where
     }
 }
 
-fn describe<E, R>(e: &SdkError<E, R>, resource: &str, operation: &'static str) -> AwsError
+/// The one-sentence form of an SDK error met on `resource` in `operation`.
+pub fn describe<E, R>(e: &SdkError<E, R>, resource: &str, operation: &'static str) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: fmt::Debug,

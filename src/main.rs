@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod error;
 mod image;
+mod permissions;
 mod stack;
 mod ui;
 mod wait;
@@ -41,12 +42,26 @@ async fn main() -> ExitCode {
     };
     ivs_relay::server::init_logging(filter);
     ivs_relay::server::install_crypto_provider();
+    let target = cli.aws.target();
     let result = match cli.command {
-        Command::Local(args) => commands::local::run(args).await,
-        Command::Deploy(args) => commands::deploy::run(&cli.aws, args).await,
-        Command::Status(args) => commands::status::run(&cli.aws, args).await,
-        Command::Scale(args) => commands::scale::run(&cli.aws, args).await,
-        Command::Teardown(args) => commands::teardown::run(&cli.aws, args).await,
+        Command::Local(args) => commands::local::run(args.listen, args.https, args.streaming).await,
+        Command::Deploy(args) => match args.resolve() {
+            Ok(settings) => commands::deploy::run(&target, settings).await,
+            Err(e) => {
+                eprintln!("ivsctl: {e} (see ivsctl deploy --help)");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::Status(args) => {
+            let settings = commands::status::Settings { show_token: args.show_token, show_stream_key: args.show_stream_key };
+            commands::status::run(&target, settings).await
+        }
+        Command::Scale(args) => commands::scale::run(&target, args.tasks, args.wait.resolve()).await,
+        Command::Teardown(args) => {
+            let mode = if args.dry_run { stack::Mode::DryRun } else { stack::Mode::Apply };
+            commands::teardown::run(&target, commands::teardown::Settings { mode, confirmed: args.yes }).await
+        }
+        Command::Policy(args) => commands::policy::run(&target, args.account.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

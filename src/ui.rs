@@ -83,8 +83,8 @@ impl Ui {
 
     fn line(&self, outcome: &Outcome) -> String {
         let reasons = match &outcome.change {
-            Change::Updated(reasons) => format!(": {}", reasons.join("; ")),
-            Change::Skipped(reason) => format!(": {reason}"),
+            Change::Update(reasons) => format!(": {}", reasons.join("; ")),
+            Change::Replace(reason) | Change::Defer(reason) | Change::Skip(reason) => format!(": {reason}"),
             _ => String::new(),
         };
         format!("  {:<10} {}{reasons}", outcome.change.verb(self.mode), outcome.resource)

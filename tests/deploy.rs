@@ -10,14 +10,14 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 use common::cli::{assert_ok, stderr, stdout, with_verb};
 use common::moto::Moto;
 
-/// Lines of a deploy: 14 resources (with the token's SSM parameter) and the Lambda's invoke permission.
-const RESOURCES: usize = 15;
-/// Teardown deletes the permission with its function.
-const TEARDOWN_STEPS: usize = 14;
-/// Teardown also looks for the IVS channel's two parameters, absent in a stack without IVS.
-const TEARDOWN_LINES: usize = TEARDOWN_STEPS + 2;
+/// Lines of a deploy: the stack's 15 resources (with the token's SSM parameter and the Lambda's
+/// invoke permission) and the account's ECS service-linked role.
+const RESOURCES: usize = 16;
+/// Teardown deletes the stack's resources, not the account's service-linked role.
+const TEARDOWN_STEPS: usize = RESOURCES - 1;
+const TEARDOWN_LINES: usize = TEARDOWN_STEPS;
 /// What `status` lists for a stack without IVS.
-const STATUS_RESOURCES: usize = 14;
+const STATUS_RESOURCES: usize = RESOURCES - 1;
 
 /// The image these tests deploy (as `--image`): building and pushing ours is `tests/image.rs`'s
 /// subject, with a registry to push to.
@@ -94,13 +94,6 @@ async fn a_new_media_port_opens_at_once_and_the_old_one_closes_after_the_rollout
     // The next deploy finds every task definition on 50001, so 50000 goes.
     let out = assert_ok(&ivsctl(&moto, &["deploy", "--udp-port", "50001", "--no-wait"]).await);
     assert_eq!(media_ports(&config, "ivs").await, ["50001-50001", "50001-50001"], "{out}");
-
-    // Waiting for the rollout closes the old port in the same deploy, as its last step. (moto
-    // reports tasks running only when an update sets the count, hence --tasks.)
-    let out = assert_ok(&ivsctl(&moto, &["deploy", "--udp-port", "50002", "--tasks", "2", "--timeout", "30s"]).await);
-    assert_eq!(media_ports(&config, "ivs").await, ["50002-50002", "50002-50002"], "{out}");
-    let last = out.lines().rfind(|l| l.starts_with("  ")).unwrap_or_default();
-    assert!(last.contains("old media port") && last.contains("removed ingress udp/50001"), "{out}");
 }
 
 #[tokio::test]
@@ -328,7 +321,8 @@ async fn scale_sets_the_count_status_shows_the_stack_and_a_stuck_deploy_says_why
     let error = stderr(&stuck);
     assert!(error.contains("relay tasks did not come up") && error.contains("0 of 1 tasks running after 6 s"), "{error}");
     assert_eq!(error.trim().lines().count(), 1, "one line: {error}");
-    assert_eq!(with_verb(&stdout(&stuck), "created").len(), RESOURCES, "the stack itself was deployed");
+    // (All but the account's service-linked role, which the first stack made.)
+    assert_eq!(with_verb(&stdout(&stuck), "created").len(), RESOURCES - 1, "the stack itself was deployed");
 }
 
 /// Arguments, environment changes (empty: unset), and what the error must say.
@@ -340,12 +334,28 @@ async fn bad_input_is_one_clear_line_and_exit_code_1() {
     let home = tempfile::tempdir().expect("home");
     let cases: Vec<Case> = vec![
         (vec!["--region", "nowhere-1", "status"], vec![("AWS_ENDPOINT_URL", String::new())], "unknown region \"nowhere-1\""),
+        (vec!["deploy", "--cpu", "1024", "--memory", "512", "--image", GIVEN_IMAGE], vec![], "2048 to 8192 in steps of 1024"),
+        (vec!["--region", "eu-north-1", "deploy", "--ivs", "--image", GIVEN_IMAGE], vec![], "Amazon IVS does not run in eu-north-1"),
+        (
+            vec![
+                "--region",
+                "eu-north-1",
+                "deploy",
+                "--ivs-channel",
+                "arn:aws:ivs:eu-north-1:123456789012:channel/x",
+                "--image",
+                GIVEN_IMAGE,
+            ],
+            vec![],
+            "choose one of ap-northeast-1",
+        ),
         (vec!["--endpoint-url", "http://127.0.0.1:9", "status"], vec![], "cannot reach AWS"),
         (vec!["status"], vec![("AWS_ACCESS_KEY_ID", String::new()), ("AWS_SECRET_ACCESS_KEY", String::new())], "no usable AWS credentials"),
-        (vec!["deploy", "--cpu", "300"], vec![], "Fargate tasks take"),
+        (vec!["deploy", "--cpu", "300", "--image", GIVEN_IMAGE], vec![], "Fargate tasks take"),
         (vec!["deploy", "--log-retention-days", "31"], vec![], "CloudWatch Logs keeps logs"),
         (vec!["--stack", "Bad_Name", "status"], vec![], "a stack name is"),
         (vec!["deploy", "--lambda-bootstrap", "/nonexistent/bootstrap"], vec![], "cannot read the Lambda's bootstrap"),
+        (vec!["deploy", "--lambda-bootstrap", env!("CARGO_BIN_EXE_ivsctl")], vec![], "is dynamically linked"),
         (vec!["deploy", "--relay-binary", "/nonexistent/ivs-relay"], vec![], "cannot read the relay binary"),
         (vec!["deploy", "--relay-binary", env!("CARGO_BIN_EXE_ivsctl")], vec![], "is dynamically linked"),
         (vec!["teardown"], vec![], "pass --yes"),
@@ -440,4 +450,177 @@ async fn deploy_with_ivs_keeps_the_stream_key_and_token_in_ssm_and_out_of_sight(
     assert_eq!(with_verb(&down, "deleted").len(), TEARDOWN_STEPS + 3, "{down}");
     let ivs = aws_sdk_ivs::Client::new(&config);
     assert!(ivs.list_channels().send().await.expect("channels").channels().is_empty(), "the channel is gone");
+}
+
+#[tokio::test]
+async fn the_registry_lambda_is_wired_before_the_service_and_the_linked_role_is_made_once() {
+    let moto = Moto::start().await;
+    moto.start_recording().await;
+    deploy(&moto, "ivs").await;
+    let calls: Vec<String> = moto.stop_recording().await.iter().map(|c| c.iam_action()).collect();
+    let at = |action: &str| calls.iter().position(|c| c == action).unwrap_or_else(|| panic!("{action} in {calls:?}"));
+    // A task that starts before the rule and the permission exist sends a RUNNING event nobody gets.
+    for before in ["lambda:CreateFunction", "events:PutRule", "events:PutTargets", "lambda:AddPermission"] {
+        assert!(at(before) < at("ecs:CreateService"), "{before} before ecs:CreateService: {calls:?}");
+    }
+    assert!(at("iam:CreateServiceLinkedRole") < at("ecs:CreateCluster"), "{calls:?}");
+    assert_eq!(calls.iter().filter(|c| *c == "iam:CreateServiceLinkedRole").count(), 1);
+
+    // The second deploy of the same stack (or another stack in the account) writes nothing, and
+    // finds the service-linked role it made.
+    moto.start_recording().await;
+    let again = deploy(&moto, "ivs").await;
+    let writes: Vec<String> = moto.stop_recording().await.into_iter().filter(|c| c.writes()).map(|c| c.iam_action()).collect();
+    assert!(writes.is_empty(), "a second deploy wrote: {writes:?}\n{again}");
+    let other = deploy(&moto, "other").await;
+    assert!(with_verb(&other, "unchanged").contains(&"ECS service-linked role".to_owned()), "{other}");
+}
+
+#[tokio::test]
+async fn a_waiting_deploy_succeeds_only_when_the_primary_deployment_completes_on_the_new_revision() {
+    // moto reports a new service's tasks running (here) but never moves its PRIMARY deployment to
+    // a later revision: exactly what ECS shows after the circuit breaker rolled a revision back.
+    let moto = Moto::start_with(&[("MOTO_ECS_SERVICE_RUNNING", "1")]).await;
+    let out = assert_ok(&ivsctl(&moto, &["--json", "deploy", "--timeout", "30s"]).await);
+    let document: serde_json::Value = serde_json::from_str(&out).expect("deploy --json is JSON");
+    assert_eq!(document["service"]["deployments"][0]["rollout"], "COMPLETED", "{document:#}");
+
+    let rolled_back = ivsctl(&moto, &["deploy", "--udp-port", "50001", "--timeout", "30s"]).await;
+    assert_eq!(rolled_back.status.code(), Some(1));
+    let error = stderr(&rolled_back);
+    assert!(error.contains("relay tasks did not come up") && error.contains("runs ivs-relay:1 instead of ivs-relay:2"), "{error}");
+    assert_eq!(error.trim().lines().count(), 1, "one line: {error}");
+    // Tasks on revision 1 still listen on 50000: it stays open.
+    assert_eq!(media_ports(&moto.sdk_config().await, "ivs").await, ["50000-50000", "50000-50000", "50001-50001", "50001-50001"]);
+}
+
+#[tokio::test]
+async fn status_and_scale_list_a_running_task_the_registry_lacks() {
+    let moto = Moto::start().await;
+    deploy(&moto, "ivs").await;
+    let config = moto.sdk_config().await;
+    // A task of the service whose RUNNING event never reached the Lambda (moto starts none itself).
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let subnets = ec2.describe_subnets().filters(sg_filter("default-for-az", "true")).send().await.expect("subnets");
+    let subnet = subnets.subnets()[0].subnet_id().expect("subnet").to_owned();
+    let (group, _) = ingress(&config, "ivs").await;
+    let vpc = aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+        .subnets(subnet)
+        .security_groups(group.group_id().unwrap_or_default())
+        .build()
+        .expect("vpc configuration");
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let run = ecs
+        .run_task()
+        .cluster("ivs")
+        .task_definition("ivs-relay")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(aws_sdk_ecs::types::NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
+        .send()
+        .await
+        .expect("task runs");
+    let task_arn = run.tasks()[0].task_arn().expect("task").to_owned();
+
+    let status = status_json(&moto, "ivs").await;
+    let relays = status["relays"].as_array().expect("relays");
+    assert_eq!(relays.len(), 1, "{status:#}");
+    assert_eq!(relays[0]["task_arn"], task_arn.as_str());
+    assert_eq!(relays[0]["note"], "not in the registry: found through ECS");
+    // Its network interface has no public address, so nothing is probed.
+    assert_eq!(relays[0]["health"], "no public address");
+    assert!(relays[0]["private_ip"].is_string(), "the address comes from the task's ENI: {status:#}");
+    let text = assert_ok(&ivsctl(&moto, &["status"]).await);
+    assert!(text.contains("not in the registry: found through ECS"), "{text}");
+    let out = assert_ok(&ivsctl(&moto, &["scale", "--tasks", "1"]).await);
+    assert!(out.contains("the registry lists 0") && out.contains("1 more running per ECS"), "{out}");
+}
+
+/// The resource names of a deploy's or teardown's `--json` document, with their changes.
+fn plan(document: &serde_json::Value) -> Vec<(String, String)> {
+    document["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| (r["resource"].as_str().unwrap_or_default().to_owned(), r["change"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+async fn json_of(moto: &Moto, args: &[&str]) -> serde_json::Value {
+    let out = assert_ok(&ivsctl(moto, args).await);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} prints JSON ({e}):\n{out}"))
+}
+
+#[tokio::test]
+async fn a_dry_run_plan_is_a_json_document_in_the_order_deploy_status_and_teardown_share() {
+    let moto = Moto::start().await;
+    let fresh = json_of(&moto, &["--json", "deploy", "--dry-run"]).await;
+    assert_eq!(fresh["dry_run"], true);
+    let planned = plan(&fresh);
+    assert_eq!(planned.len(), RESOURCES, "{fresh:#}");
+    assert!(planned.iter().all(|(_, change)| change == "create"), "{fresh:#}");
+
+    deploy(&moto, "ivs").await;
+    let live = json_of(&moto, &["--json", "deploy", "--dry-run", "--tasks", "3", "--log-retention-days", "7"]).await;
+    let changes: Vec<&serde_json::Value> =
+        live["resources"].as_array().expect("resources").iter().filter(|r| r["change"] != "no_op").collect();
+    let named: Vec<(&str, &str)> =
+        changes.iter().map(|r| (r["resource"].as_str().unwrap_or_default(), r["reasons"][0].as_str().unwrap_or_default())).collect();
+    assert_eq!(
+        named,
+        [
+            ("log group /ivsctl/ivs/relay", "retention 30 → 7 days"),
+            ("log group /aws/lambda/ivs-ip-register", "retention 30 → 7 days"),
+            ("ECS service ivs-relay", "desired count 1 → 3")
+        ],
+        "{live:#}"
+    );
+
+    // One order: the plan's (the stack's resources of it), status's, and teardown's reversed.
+    let stack_resources: Vec<String> = planned.iter().map(|(r, _)| r.clone()).filter(|r| r != "ECS service-linked role").collect();
+    let status = status_json(&moto, "ivs").await;
+    let shown: Vec<String> =
+        status["resources"].as_array().expect("resources").iter().map(|r| r["resource"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(shown, stack_resources);
+    let teardown = json_of(&moto, &["--json", "teardown", "--dry-run"]).await;
+    let mut deleted: Vec<String> = plan(&teardown)
+        .into_iter()
+        .map(|(r, change)| {
+            assert_eq!(change, "delete");
+            r
+        })
+        .collect();
+    deleted.reverse();
+    assert_eq!(deleted, stack_resources);
+}
+
+#[tokio::test]
+async fn ivsctl_policy_grants_every_action_deploy_status_scale_and_teardown_take() {
+    let moto = Moto::start().await;
+    moto.start_recording().await;
+    for args in [
+        &["deploy", "--ivs", "--no-wait"][..],
+        &["deploy", "--rotate-token", "--log-retention-days", "7", "--no-wait"],
+        &["status", "--show-token"],
+        &["scale", "--tasks", "2", "--no-wait"],
+        &["teardown", "--yes"],
+    ] {
+        assert_ok(&ivsctl(&moto, args).await);
+    }
+    let mut called: Vec<String> = moto.stop_recording().await.iter().map(|c| c.iam_action()).collect();
+    called.sort();
+    called.dedup();
+
+    let out = assert_ok(&ivsctl(&moto, &["--region", "us-east-1", "policy", "--account", "123456789012"]).await);
+    let policy: serde_json::Value = serde_json::from_str(&out).expect("policy is JSON");
+    assert_eq!(policy["Version"], "2012-10-17");
+    let statements = policy["Statement"].as_array().expect("statements");
+    for statement in statements {
+        assert_eq!(statement["Effect"], "Allow", "{statement}");
+        assert!(statement["Action"].as_array().is_some_and(|a| !a.is_empty()) && statement["Resource"].is_array(), "{statement}");
+    }
+    let granted: Vec<&str> =
+        statements.iter().flat_map(|s| s["Action"].as_array().into_iter().flatten()).filter_map(|a| a.as_str()).collect();
+    let missing: Vec<&String> = called.iter().filter(|c| !granted.contains(&c.as_str())).collect();
+    assert!(missing.is_empty(), "called but not in `ivsctl policy`: {missing:?}");
+    assert!(out.contains("arn:aws:iam::123456789012:role/ivs-relay-execution") && out.contains("iam:PassedToService"), "{out}");
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -196,13 +196,9 @@ async fn runtime_api(api: Arc<RuntimeApi>) -> u16 {
     port
 }
 
+/// The static bootstrap `ivsctl deploy` zips (`cargo static`): the binary Lambda runs.
 fn bootstrap_bin() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_ivsctl")).parent().expect("bin dir").join("bootstrap");
-    if !path.exists() {
-        let status = std::process::Command::new(env!("CARGO")).args(["build", "-p", "ivs-ip-register"]).status().expect("cargo");
-        assert!(status.success());
-    }
-    path
+    common::static_binary("bootstrap")
 }
 
 #[tokio::test]
@@ -237,22 +233,4 @@ async fn the_built_bootstrap_serves_invocations_through_the_runtime_api() {
     let outcomes: Vec<&str> = answers.iter().map(|(_, _, v)| v["outcome"].as_str().unwrap_or("")).collect();
     assert_eq!(outcomes, vec!["running", "malformed", "ignored"]);
     assert_eq!(answers[0].2["public_ip"], public_ip.as_str());
-}
-
-#[test]
-fn the_bootstrap_needs_no_newer_glibc_than_amazon_linux_2023_has() {
-    // provided.al2023 has glibc 2.34.
-    let output = std::process::Command::new("objdump").arg("-T").arg(bootstrap_bin()).output().expect("objdump (binutils)");
-    let symbols = String::from_utf8_lossy(&output.stdout);
-    let too_new: Vec<&str> = symbols
-        .lines()
-        .filter(|l| {
-            l.split("GLIBC_2.")
-                .nth(1)
-                .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|minor| minor.parse::<u32>().ok())
-                .is_some_and(|minor| minor > 34)
-        })
-        .collect();
-    assert!(too_new.is_empty(), "symbols newer than glibc 2.34: {too_new:#?}");
 }

@@ -248,3 +248,42 @@ async fn a_thousand_sessions_opened_and_closed_leave_no_session_descriptor_or_me
     println!("churn: RSS {rss_warm:.1} MiB after {WARM_UP} sessions, {rss:.1} MiB after {SESSIONS}; fds {fds_warm} → {}", relay.open_fds());
     assert!(rss <= rss_warm + 10.0, "RSS {rss:.1} MiB after {SESSIONS} sessions, {rss_warm:.1} MiB after {WARM_UP}");
 }
+
+/// A STUN server on loopback that answers every binding request with the sender's address.
+async fn stun_server() -> u16 {
+    use webrtc::stun::message::{BINDING_SUCCESS, Message};
+    use webrtc::stun::xoraddr::XorMappedAddress;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("STUN socket");
+    let port = socket.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let mut request = Message::new();
+            request.raw = buf[..n].to_vec();
+            if request.decode().is_err() {
+                continue;
+            }
+            let mut response = Message::new();
+            let mapped = XorMappedAddress { ip: from.ip(), port: from.port() };
+            if response.build(&[Box::new(request), Box::new(BINDING_SUCCESS), Box::new(mapped)]).is_ok() {
+                let _ = socket.send_to(&response.raw, from).await;
+            }
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_stun_server_that_never_answers_only_costs_the_time_to_ask_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A bound socket that reads nothing: requests to it vanish, as to a blocked server.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("silent socket");
+    let silent = silent.local_addr().expect("address").port();
+    let answering = stun_server().await;
+    let servers = format!("127.0.0.1:{silent},127.0.0.1:{answering}");
+    let relay = Relay::start_deployed(dir.path(), &["--stun", &servers, "--destination", "file://./recordings/{stream}.flv"]).await;
+    let log = relay.log();
+    assert!(log.contains("STUN server failed; trying the next") && log.contains(&format!("127.0.0.1:{silent}")), "{log}");
+    assert!(log.contains("public address discovered by STUN") && log.contains(&format!("127.0.0.1:{answering}")), "{log}");
+    assert_eq!(relay.health().await["status"], "ok");
+}

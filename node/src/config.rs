@@ -71,9 +71,10 @@ pub struct StreamingArgs {
     #[arg(long, env = "IVS_RELAY_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
 
-    /// STUN server (host:port) to discover the public address with, when --public-ip is not given.
-    #[arg(long, env = "IVS_RELAY_STUN")]
-    pub stun: Option<String>,
+    /// STUN servers (host:port, repeatable or comma-separated) to discover the public address
+    /// with, when --public-ip is not given: each is tried in turn until one answers.
+    #[arg(long, env = "IVS_RELAY_STUN", value_delimiter = ',')]
+    pub stun: Vec<String>,
 
     /// ICE server URL offered to clients in WHIP `Link` headers (repeatable), e.g. stun:stun.example.net:3478.
     #[arg(long = "ice-server", env = "IVS_RELAY_ICE_SERVERS", value_delimiter = ',')]
@@ -153,7 +154,7 @@ pub struct RelayConfig {
     pub dns: Dns,
     pub udp_port: u16,
     pub public_ip: Option<IpAddr>,
-    pub stun: Option<String>,
+    pub stun: Vec<String>,
     pub ice_servers: Vec<String>,
     pub max_sessions: usize,
     pub aac_bitrate: u32,

@@ -107,8 +107,35 @@ pub async fn build_api(ice: &IceSettings) -> anyhow::Result<API> {
     Ok(APIBuilder::new().with_media_engine(engine).with_interceptor_registry(registry).with_setting_engine(settings).build())
 }
 
-/// Asks a STUN server which address our UDP traffic comes from (for --stun).
-pub async fn discover_public_ip(dns: &Dns, stun_server: &str) -> anyhow::Result<IpAddr> {
+/// How many times the whole list of STUN servers is tried before the relay gives up starting:
+/// without its public address no browser can reach it.
+const STUN_ROUNDS: u32 = 3;
+
+/// Asks the STUN servers, in turn, which address our UDP traffic comes from (for --stun); one
+/// server down (or blocked) only costs the time to try the next.
+pub async fn discover_public_ip(dns: &Dns, servers: &[String]) -> anyhow::Result<IpAddr> {
+    let mut failures = Vec::new();
+    for round in 1..=STUN_ROUNDS {
+        for server in servers {
+            match ask_stun(dns, server).await {
+                Ok(ip) => {
+                    tracing::info!(%ip, server, "public address discovered by STUN");
+                    return Ok(ip);
+                }
+                Err(e) => {
+                    tracing::warn!(server, round, error = format!("{e:#}"), "STUN server failed; trying the next");
+                    failures.push(format!("{e:#}"));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(u64::from(round))).await;
+    }
+    failures.dedup();
+    anyhow::bail!("no STUN server told the public address after {STUN_ROUNDS} rounds: {}", failures.join("; "))
+}
+
+/// One STUN binding request, sent up to three times.
+async fn ask_stun(dns: &Dns, stun_server: &str) -> anyhow::Result<IpAddr> {
     use webrtc::stun::agent::TransactionId;
     use webrtc::stun::message::{BINDING_REQUEST, Getter, Message};
     use webrtc::stun::xoraddr::XorMappedAddress;

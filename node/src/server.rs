@@ -44,11 +44,8 @@ impl Running {
 
 /// Binds everything; returns once the relay is listening.
 pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
-    if config.public_ip.is_none()
-        && let Some(stun) = &config.stun
-    {
-        let ip = peer::discover_public_ip(&config.dns, stun).await.context("--stun")?;
-        tracing::info!(%ip, "public address discovered by STUN");
+    if config.public_ip.is_none() && !config.stun.is_empty() {
+        let ip = peer::discover_public_ip(&config.dns, &config.stun).await.context("--stun")?;
         config.public_ip = Some(ip);
     }
     let loopback_only = config.listen.ip().is_loopback();

@@ -1,124 +1,235 @@
-//! `ivsctl deploy`: walk the stack's resources in dependency order; for each, read the live
-//! state, diff it against the desired one and apply the difference (or, with `--dry-run`, only
-//! report it).
+//! `ivsctl deploy`: every resource of the stack in dependency order (the order of
+//! [`crate::stack::inventory`]): read it, diff it against what the stack wants and apply the
+//! difference, or with `--dry-run` only plan it. The Lambda, its rule and its permission exist
+//! before the service starts its first task, so no task's RUNNING event is lost.
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::aws::Aws;
-use crate::cli::{AwsArgs, DeployArgs};
-use crate::image::Image;
-use crate::stack::channel::{self, Channel, ChannelSpec};
-use crate::stack::iam::RoleSpec;
-use crate::stack::image as stack_image;
-use crate::stack::parameter::{self, Kind, Wanted};
-use crate::stack::task_definition::TaskSpec;
+use super::{Target, Wait};
+use crate::aws::{self, Aws};
+use crate::image::{Artifact, Image, read_static};
+use crate::stack::channel::{Channel, ChannelSpec, IvsChannel};
+use crate::stack::function::{Function, FunctionSpec, Permission};
+use crate::stack::iam::{Role, RoleSpec};
+use crate::stack::log_group::{LogGroup, Retention};
+use crate::stack::network::{GroupSpec, SecurityGroup};
+use crate::stack::parameter::{self, Kind, Parameter, Wanted};
+use crate::stack::repository::{EcrRepository, Repository};
+use crate::stack::resource::{Resource, converge};
+use crate::stack::rule::{Rule, RuleSpec};
+use crate::stack::service::{RelayService, ServiceSpec};
+use crate::stack::table::Table;
+use crate::stack::task_definition::{self, FargateSize, TaskFamily, TaskSpec};
 use crate::stack::template::{self, ECS_TASKS_TRUST, EXECUTION_ROLE_POLICY, LAMBDA_ROLE_POLICY, LAMBDA_TRUST};
-use crate::stack::{Change, Mode, Names, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition};
+use crate::stack::{Change, Mode, Names, cluster, image as stack_image, linked_role, network, service};
 use crate::ui::Ui;
 
-pub async fn run(global: &AwsArgs, args: DeployArgs) -> anyhow::Result<()> {
-    let mode = if args.dry_run { Mode::DryRun } else { Mode::Apply };
+/// What `deploy` was asked to do, checked.
+pub struct Settings {
+    pub mode: Mode,
+    /// Relay tasks to run; `None` keeps an existing service's count (1 for a new one).
+    pub tasks: Option<u16>,
+    pub relay: RelaySource,
+    /// The registry endpoint to push to instead of the one ECR names (emulators).
+    pub registry_url: Option<String>,
+    pub size: FargateSize,
+    pub udp_port: u16,
+    pub stun: Vec<String>,
+    pub log_retention_days: i32,
+    pub vpc: Option<String>,
+    pub subnets: Vec<String>,
+    pub channel: ChannelChoice,
+    pub rotate_token: bool,
+    pub lambda_bootstrap: Option<PathBuf>,
+    pub wait: Wait,
+}
+
+/// Where the relay image comes from.
+pub enum RelaySource {
+    /// `--image`: the user's, run as given.
+    Image(String),
+    /// Ours, made from the static relay binary (default: where `cargo static` puts it).
+    Binary(Option<PathBuf>),
+}
+
+/// Whether the stack uses an IVS channel, and which.
+pub enum ChannelChoice {
+    /// The one an earlier deploy recorded, if any (kept with this spec).
+    Recorded(ChannelSpec),
+    /// The recorded one, or a new one.
+    Create(ChannelSpec),
+    /// This existing channel, never changed or deleted.
+    Adopt(String),
+}
+
+/// The image the relay task runs.
+enum RelayImage {
+    Given(String),
+    Build(Image),
+}
+
+pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
+    let mode = settings.mode;
     // Everything that can fail locally fails before the first AWS call.
-    let lambda_zip = lambda_package(args.lambda_bootstrap.clone())?;
-    let relay_image = match &args.image {
-        Some(uri) => RelayImage::Given(uri.clone()),
-        None => RelayImage::Build(Image::of_file(&relay_binary_path(args.relay_binary.clone())?, args.udp_port)?),
+    let lambda_zip = lambda_package(settings.lambda_bootstrap.clone())?;
+    let relay_image = match &settings.relay {
+        RelaySource::Image(uri) => RelayImage::Given(uri.clone()),
+        RelaySource::Binary(path) => RelayImage::Build(Image::of_file(&static_binary_path(path.clone(), "ivs-relay")?, settings.udp_port)?),
     };
-    let aws = Aws::connect(global).await?;
-    let names = Names::new(&global.stack);
-    let ui = Ui::new(global.json, mode);
-    if !global.json {
+    let aws = Aws::connect(&target.connection).await?;
+    // And what AWS can refuse up front, before the first write.
+    if matches!(settings.channel, ChannelChoice::Create(_) | ChannelChoice::Adopt(_)) {
+        let regions = aws::ivs_regions(&aws).await?;
+        if !regions.contains(&aws.region) {
+            bail!("Amazon IVS does not run in {}: deploy there without --ivs, or choose one of {}", aws.region, regions.join(", "));
+        }
+    }
+    let names = Names::new(&target.stack);
+    let ui = Ui::new(target.json, mode);
+    if !target.json {
         let what = if mode == Mode::DryRun { "plan for" } else { "deploying" };
         println!("ivsctl: {what} stack {} in {} (account {})", names.stack, aws.region, aws.account);
     }
+    let deploy = Deploy { aws: &aws, names: &names, ui: &ui, mode };
 
-    let placement = network::placement(&aws, args.vpc.as_deref(), &args.subnets).await?;
-    let repository = ui.step(format!("ECR repository {}", names.repository), repository::ensure(&aws, &names, mode)).await?;
-    for group in [&names.relay_log_group, &names.lambda_log_group] {
-        ui.step(format!("log group {group}"), log_group::ensure(&aws, &names, group, args.log_retention_days, mode)).await?;
+    let placement = network::placement(&aws, settings.vpc.as_deref(), &settings.subnets).await?;
+    let repository = deploy.step(&EcrRepository(&names), &()).await?;
+    for name in [&names.relay_log_group, &names.lambda_log_group] {
+        deploy.step(&LogGroup { names: &names, name }, &Retention(settings.log_retention_days)).await?;
     }
-    ui.step(format!("DynamoDB table {}", names.table), table::ensure(&aws, &names, mode)).await?;
-    let secrets = secrets(&aws, &names, &args, &ui, mode).await?;
+    deploy.step(&Table(&names), &()).await?;
+    let secrets = deploy.secrets(&settings).await?;
 
-    let [execution_role, task_role, lambda_role] = roles(&aws, &names, &repository, &secrets.parameter_arns());
-    let execution_role_arn = ui.step(format!("IAM role {}", execution_role.name), iam::ensure(&aws, &names, &execution_role, mode)).await?;
-    let task_role_arn = ui.step(format!("IAM role {}", task_role.name), iam::ensure(&aws, &names, &task_role, mode)).await?;
-    let lambda_role_arn = ui.step(format!("IAM role {}", lambda_role.name), iam::ensure(&aws, &names, &lambda_role, mode)).await?;
+    let [execution_spec, task_spec, lambda_spec] = roles(&aws, &names, &repository, &secrets.parameter_arns());
+    let execution_role = deploy.step(&Role { names: &names, name: &names.execution_role }, &execution_spec).await?;
+    let task_role = deploy.step(&Role { names: &names, name: &names.task_role }, &task_spec).await?;
+    let lambda_role = deploy.step(&Role { names: &names, name: &names.lambda_role }, &lambda_spec).await?;
+    deploy.step(&linked_role::EcsLinkedRole, &()).await?;
 
     // Tasks still running the current revision listen on its media port until they are replaced.
-    let old_udp_port = task_definition::live_udp_port(&aws, &names).await?.filter(|port| *port != args.udp_port);
-    let security_group = ui
-        .step(
-            format!("security group {}", names.security_group),
-            network::ensure_security_group(&aws, &names, &placement, args.udp_port, old_udp_port, mode),
-        )
-        .await?;
-    let cluster_arn = ui.step(format!("ECS cluster {}", names.cluster), cluster::ensure(&aws, &names, mode)).await?;
+    let in_use_udp = task_definition::live_udp_port(&aws, &names).await?.filter(|port| *port != settings.udp_port);
+    let group = SecurityGroup { names: &names, vpc: Some(&placement.vpc_id) };
+    let group_spec = GroupSpec { vpc_id: placement.vpc_id.clone(), udp_port: settings.udp_port, in_use_udp };
+    let security_group = deploy.step(&group, &group_spec).await?;
+    let cluster_arn = deploy.step(&cluster::Cluster(&names), &()).await?;
 
     let image = match relay_image {
         RelayImage::Given(uri) => uri,
         RelayImage::Build(relay) => {
-            ui.step(stack_image::label(&relay), stack_image::ensure(&aws, &repository, &relay, args.registry_url.as_deref(), mode)).await?
+            let push = stack_image::ensure(&aws, &repository, &relay, settings.registry_url.as_deref(), mode);
+            ui.step(stack_image::label(&relay), push).await?
         }
     };
     let task = TaskSpec {
         image: &image,
-        cpu: args.cpu,
-        memory: args.memory,
-        udp_port: args.udp_port,
-        stun: &args.stun,
-        execution_role_arn: &execution_role_arn,
-        task_role_arn: &task_role_arn,
+        size: settings.size,
+        udp_port: settings.udp_port,
+        stun: &settings.stun,
+        execution_role_arn: &execution_role,
+        task_role_arn: &task_role,
         environment: secrets.playback_url.iter().map(|url| ("IVS_RELAY_PLAYBACK_URL", url.clone())).collect(),
         secrets: secrets.task_secrets.clone(),
     };
-    let task_definition_arn =
-        ui.step(format!("task definition {}", names.task_family), task_definition::ensure(&aws, &names, &task, mode)).await?;
-    let service = service::ServiceSpec {
-        task_definition: &task_definition_arn,
-        desired_count: args.tasks.map(i32::from),
-        subnets: &placement.subnets,
-        security_group: security_group.as_deref(),
-    };
-    let service_change = ui
-        .step(format!("ECS service {}", names.service), async {
-            let change = service::ensure(&aws, &names, &service, mode).await?;
-            Ok((change.clone(), change))
-        })
-        .await?;
+    let task_definition = deploy.step(&TaskFamily(&names), &task_definition::Desired::new(&aws, &names, &task)).await?;
 
-    let function = function::FunctionSpec { zip: &lambda_zip, role_arn: &lambda_role_arn, cluster_arn: &cluster_arn };
-    let function_arn = ui.step(format!("Lambda function {}", names.function), function::ensure(&aws, &names, &function, mode)).await?;
-    let rule_arn =
-        ui.step(format!("EventBridge rule {}", names.rule), rule::ensure(&aws, &names, &cluster_arn, &function_arn, mode)).await?;
-    ui.step(format!("invoke permission of {}", names.function), function::ensure_permission(&aws, &names, &rule_arn, mode)).await?;
+    let function = FunctionSpec { zip: lambda_zip, role_arn: lambda_role, cluster_arn: cluster_arn.clone(), table: names.table.clone() };
+    let function_arn = deploy.step(&Function(&names), &function).await?;
+    let rule_arn = deploy.step(&Rule(&names), &RuleSpec { cluster_arn, function_arn }).await?;
+    deploy.step(&Permission(&names), &rule_arn).await?;
+
+    let service = ServiceSpec {
+        task_definition: task_definition.clone(),
+        desired_count: settings.tasks.map(i32::from),
+        subnets: placement.subnets.clone(),
+        security_group,
+    };
+    let relay_service = RelayService(&names);
+    let service_change = ui.step(relay_service.label(), deploy.converge(&relay_service, &service)).await?;
 
     let mut extra = json!({ "stack": names.stack.to_string(), "region": aws.region });
-    if mode == Mode::Apply && service_change != Change::Unchanged && !args.wait.no_wait {
-        let desired = service::state(&aws, &names).await?.map_or(0, |s| s.desired);
+    if let (Mode::Apply, true, Wait::Until(timeout), Some(registered)) = (mode, service_change.writes(), settings.wait, &task_definition) {
         let bar = ui.spinner("waiting for the relay tasks");
-        let state = service::wait_until_running(&aws, &names, desired, args.wait.timeout, &bar).await;
+        let state = service::wait_for_rollout(&aws, &names, registered, timeout, &bar).await;
         bar.finish_and_clear();
         let state = state.context("the stack is deployed but its relay tasks did not come up")?;
         extra["service"] = json!(state);
-        if let Some(port) = old_udp_port {
-            let label = format!("security group {} (old media port)", names.security_group);
-            ui.step(label, network::retire_media_port(&aws, &names, &placement, port, mode)).await?;
+        if let Some(port) = in_use_udp {
+            let label = format!("{} (old media port)", group.label());
+            ui.step(label, network::retire_media_port(&aws, &group, port)).await?;
         }
     }
     ui.finish("deploy", extra);
     Ok(())
 }
 
-/// The image the relay task runs.
-enum RelayImage {
-    /// `--image`: the user's, run as given.
-    Given(String),
-    /// Ours, made from the static relay binary and pushed to the stack's repository.
-    Build(Image),
+/// One deploy's context: every step reads, diffs, and applies or plans through it.
+struct Deploy<'a> {
+    aws: &'a Aws,
+    names: &'a Names,
+    ui: &'a Ui,
+    mode: Mode,
+}
+
+impl Deploy<'_> {
+    /// A step whose change is what later steps need (the service's: whether to wait for it).
+    async fn converge<R: Resource>(&self, resource: &R, desired: &R::Desired) -> Result<(Change, Change), crate::error::AwsError> {
+        let (change, _) = converge(self.aws, self.names, self.mode, resource, desired).await?;
+        Ok((change.clone(), change))
+    }
+
+    /// One resource's line: converge it, print what changed, return what later steps need.
+    async fn step<R: Resource>(&self, resource: &R, desired: &R::Desired) -> Result<R::Output, crate::error::AwsError> {
+        self.ui.step(resource.label(), converge(self.aws, self.names, self.mode, resource, desired)).await
+    }
+
+    /// The WHIP token and, when the stack uses IVS, the channel and its destination: each an SSM
+    /// parameter the task reads at start.
+    async fn secrets(&self, settings: &Settings) -> anyhow::Result<Secrets> {
+        let (aws, names) = (self.aws, self.names);
+        let token = parameter::new_token();
+        let wanted = if settings.rotate_token { Wanted::Replace(token) } else { Wanted::Keep(token) };
+        self.step(&Parameter { names, kind: Kind::Token }, &wanted).await?;
+        let mut secrets = Secrets { task_secrets: vec![("IVS_RELAY_TOKEN", Kind::Token.arn(aws, names))], playback_url: None };
+
+        let recorded = parameter::value(aws, names, Kind::Channel).await?;
+        let channel = match &settings.channel {
+            ChannelChoice::Recorded(_) if recorded.is_none() => return Ok(secrets),
+            ChannelChoice::Recorded(spec) | ChannelChoice::Create(spec) => {
+                self.step(&IvsChannel { names, arn: recorded.as_deref() }, spec).await?
+            }
+            ChannelChoice::Adopt(arn) => Some(self.adopt(arn).await?),
+        };
+        let arn = channel.as_ref().map(|c| c.arn.clone());
+        self.step(&Parameter { names, kind: Kind::Channel }, &arn.map_or(Wanted::Unknown, Wanted::Value)).await?;
+
+        // A new channel comes with its key; otherwise it is read back, so a destination lost or
+        // pointing at another channel is rewritten.
+        let destination = match &channel {
+            None => Wanted::Unknown,
+            Some(c) if c.stream_key.is_some() => Wanted::Value(c.destination().unwrap_or_default()),
+            Some(c) => {
+                let key = crate::stack::channel::stream_key(aws, c).await?;
+                Wanted::Value(Channel { stream_key: Some(key), ..c.clone() }.destination().unwrap_or_default())
+            }
+        };
+        self.step(&Parameter { names, kind: Kind::Destination }, &destination).await?;
+        secrets.task_secrets.push(("IVS_RELAY_DESTINATION", Kind::Destination.arn(aws, names)));
+        secrets.playback_url = channel.map(|c| c.playback_url);
+        Ok(secrets)
+    }
+
+    /// `--ivs-channel`: someone else's channel, used as it is.
+    async fn adopt(&self, arn: &str) -> anyhow::Result<Channel> {
+        let resource = IvsChannel { names: self.names, arn: Some(arn) };
+        let Some(live) = resource.read(self.aws).await? else {
+            bail!("IVS channel {arn}: ivs:GetChannel found no such channel in {}: check --ivs-channel", self.aws.region);
+        };
+        let adopted = async { Ok((Change::NoOp, live.channel)) };
+        Ok(self.ui.step(format!("{} (adopted)", resource.label()), adopted).await?)
+    }
 }
 
 /// What the relay task gets from SSM, and the channel's playback URL.
@@ -134,61 +245,12 @@ impl Secrets {
     }
 }
 
-/// The WHIP token and, when the stack uses IVS, the channel and its destination: each an SSM
-/// parameter the task reads at start.
-async fn secrets(aws: &Aws, names: &Names, args: &DeployArgs, ui: &Ui, mode: Mode) -> anyhow::Result<Secrets> {
-    let token = parameter::new_token();
-    let first_token = || token.clone();
-    let wanted = if args.rotate_token { Wanted::Replace(&token) } else { Wanted::Keep { make: &first_token } };
-    ui.step(format!("SSM parameter {}", Kind::Token.name(names)), parameter::ensure(aws, names, Kind::Token, wanted, mode)).await?;
-    let mut secrets = Secrets { task_secrets: vec![("IVS_RELAY_TOKEN", Kind::Token.arn(aws, names))], playback_url: None };
-
-    let recorded = parameter::value(aws, names, Kind::Channel).await?;
-    let channel_arn = args.ivs_channel.clone().or(recorded.clone());
-    if !args.ivs && channel_arn.is_none() {
-        return Ok(secrets);
-    }
-    let spec = ChannelSpec { channel_type: args.channel_type.clone(), latency_mode: args.latency_mode.clone() };
-    let channel_label = format!("IVS channel {}", channel_arn.as_deref().unwrap_or(&names.stack.to_string()));
-    let channel = ui.step(channel_label, channel::ensure(aws, names, channel_arn.as_deref(), &spec, mode)).await?;
-    let arn = channel.as_ref().map_or_else(|| "(new channel)".to_owned(), |c| c.arn.clone());
-    ui.step(
-        format!("SSM parameter {}", Kind::Channel.name(names)),
-        parameter::ensure(aws, names, Kind::Channel, Wanted::Value(&arn), mode),
-    )
-    .await?;
-
-    // The stream key is known when the channel was just made; otherwise read it only when the
-    // destination must be (re)written: missing, or the stack now uses another channel.
-    let same_channel = recorded.as_deref() == Some(arn.as_str());
-    let has_destination = parameter::value(aws, names, Kind::Destination).await?.is_some();
-    let destination = match &channel {
-        Some(c) if c.stream_key.is_some() => c.destination(),
-        Some(c) if !(same_channel && has_destination) => {
-            let key = channel::stream_key(aws, c).await?;
-            Some(Channel { stream_key: Some(key), ..c.clone() }.destination().unwrap_or_default())
-        }
-        _ => None,
-    };
-    let placeholder = || "(from the new channel)".to_owned();
-    let wanted = match &destination {
-        Some(url) => Wanted::Value(url),
-        None => Wanted::Keep { make: &placeholder },
-    };
-    ui.step(format!("SSM parameter {}", Kind::Destination.name(names)), parameter::ensure(aws, names, Kind::Destination, wanted, mode))
-        .await?;
-    secrets.task_secrets.push(("IVS_RELAY_DESTINATION", Kind::Destination.arn(aws, names)));
-    secrets.playback_url = channel.map(|c| c.playback_url);
-    Ok(secrets)
-}
-
 /// The three roles, with their policies scoped to this stack's resources.
-fn roles(aws: &Aws, names: &Names, repository: &repository::Repository, secret_arns: &[String]) -> [RoleSpec; 3] {
+fn roles(aws: &Aws, names: &Names, repository: &Repository, secret_arns: &[String]) -> [RoleSpec; 3] {
     let account = [("account", json!(aws.account))];
     let log_group_arn = |name: &str| aws.arn("logs", &format!("log-group:{name}"));
     [
         RoleSpec {
-            name: names.execution_role.clone(),
             trust: template::render(ECS_TASKS_TRUST, &account),
             policy: Some(template::render(
                 EXECUTION_ROLE_POLICY,
@@ -199,9 +261,8 @@ fn roles(aws: &Aws, names: &Names, repository: &repository::Repository, secret_a
                 ],
             )),
         },
-        RoleSpec { name: names.task_role.clone(), trust: template::render(ECS_TASKS_TRUST, &account), policy: None },
+        RoleSpec { trust: template::render(ECS_TASKS_TRUST, &account), policy: None },
         RoleSpec {
-            name: names.lambda_role.clone(),
             trust: template::render(LAMBDA_TRUST, &account),
             policy: Some(template::render(
                 LAMBDA_ROLE_POLICY,
@@ -214,32 +275,24 @@ fn roles(aws: &Aws, names: &Names, repository: &repository::Repository, secret_a
     ]
 }
 
-/// Where `cargo relay-static` puts the relay for the profile this ivsctl was built with:
-/// `target/x86_64-unknown-linux-gnu/<profile>/ivs-relay` beside `target/<profile>/ivsctl`.
-fn relay_binary_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// Where `cargo static` puts `binary` for the profile this ivsctl was built with:
+/// `target/x86_64-unknown-linux-gnu/<profile>/` beside `target/<profile>/ivsctl`.
+fn static_binary_path(given: Option<PathBuf>, binary: &str) -> anyhow::Result<PathBuf> {
     if let Some(path) = given {
         return Ok(path);
     }
     let exe = std::env::current_exe().context("cannot find where ivsctl runs from")?;
     let profile_dir = exe.parent().context("ivsctl has no directory")?;
     let (Some(profile), Some(target_dir)) = (profile_dir.file_name(), profile_dir.parent()) else {
-        anyhow::bail!("cannot tell where the relay binary is from {}: pass --relay-binary", exe.display());
+        bail!("cannot tell where {binary} is from {}: pass its path", exe.display());
     };
-    Ok(target_dir.join("x86_64-unknown-linux-gnu").join(profile).join("ivs-relay"))
+    Ok(target_dir.join("x86_64-unknown-linux-gnu").join(profile).join(binary))
 }
 
-/// The Lambda's deployment zip, from the `bootstrap` binary the workspace build puts next to
-/// `ivsctl` (or the one given).
+/// The Lambda's deployment zip, from the static `bootstrap` (`cargo static` puts it beside the
+/// static relay). A dynamic one would be refused by provided.al2023's older glibc at start-up,
+/// leaving the registry empty with nothing said.
 fn lambda_package(given: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
-    let path = match given {
-        Some(path) => path,
-        None => std::env::current_exe().context("cannot find where ivsctl runs from")?.with_file_name("bootstrap"),
-    };
-    let binary = std::fs::read(&path).with_context(|| {
-        format!(
-            "cannot read the Lambda's bootstrap binary at {}: build it with `cargo build --release --workspace` (it lands next to ivsctl) or pass --lambda-bootstrap",
-            path.display()
-        )
-    })?;
+    let binary = read_static(Artifact::LambdaBootstrap, &static_binary_path(given, "bootstrap")?)?;
     Ok(ivs_ip_register::package::bootstrap_zip(&binary)?)
 }

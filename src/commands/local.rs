@@ -4,13 +4,15 @@ use ivs_relay::config::{Exposure, HttpSecurity, RelayConfig};
 use ivs_relay::destination::Secret;
 use ivs_relay::server;
 
-use crate::cli::LocalArgs;
+use std::net::SocketAddr;
+
+use ivs_relay::config::StreamingArgs;
 
 /// Where `ivsctl local` records when no destination is given.
 pub const DEFAULT_DESTINATION: &str = "file://./recordings/{stream}-{time}.flv";
 
-pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
-    let LocalArgs { listen, https, mut streaming } = args;
+/// Serves the web app and WHIP on `listen` (HTTPS with a self-signed certificate if `https`).
+pub async fn run(listen: SocketAddr, https: bool, mut streaming: StreamingArgs) -> anyhow::Result<()> {
     let destination = streaming.destination.get_or_insert_with(|| Secret::new(DEFAULT_DESTINATION)).clone();
     let http = if https { HttpSecurity::SelfSigned } else { HttpSecurity::Plain };
     let config = RelayConfig::new(listen, http, streaming, Exposure::Local)?;

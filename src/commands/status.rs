@@ -6,13 +6,11 @@ use std::time::Duration;
 use ivs_ip_register::registry::RelayEntry;
 use serde::Serialize;
 
+use super::Target;
 use crate::aws::Aws;
-use crate::cli::{AwsArgs, StatusArgs};
 use crate::stack::parameter::{self, Kind};
-use crate::stack::service::ServiceState;
-use crate::stack::{
-    Names, Observed, channel, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition,
-};
+use crate::stack::service::{self, ServiceState};
+use crate::stack::{Names, Observed, channel, inventory};
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -51,77 +49,52 @@ pub struct Relay {
     pub sessions: Option<u64>,
 }
 
-pub async fn run(global: &AwsArgs, args: StatusArgs) -> anyhow::Result<()> {
-    let aws = Aws::connect(global).await?;
-    let names = Names::new(&global.stack);
+/// What `status` was asked to show besides the stack.
+pub struct Settings {
+    /// The WHIP bearer token web pages and clients must send.
+    pub show_token: bool,
+    /// The IVS stream key (anyone with it can broadcast on the channel).
+    pub show_stream_key: bool,
+}
+
+pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
+    let aws = Aws::connect(&target.connection).await?;
+    let names = Names::new(&target.stack);
     let n = &names;
-    let (repository, relay_logs, lambda_logs, table, execution, task, lambda_role, group, cluster, family, service, function, rule) = tokio::join!(
-        repository::observe(&aws, n),
-        log_group::observe(&aws, n, &n.relay_log_group),
-        log_group::observe(&aws, n, &n.lambda_log_group),
-        table::observe(&aws, n),
-        iam::observe(&aws, n, &n.execution_role),
-        iam::observe(&aws, n, &n.task_role),
-        iam::observe(&aws, n, &n.lambda_role),
-        network::observe_security_group(&aws, n),
-        cluster::observe(&aws, n),
-        task_definition::observe(&aws, n),
-        service::observe(&aws, n),
-        function::observe(&aws, n),
-        rule::observe(&aws, n),
-    );
-    let resources = vec![
-        Resource { resource: format!("ECR repository {}", n.repository), observed: repository? },
-        Resource { resource: format!("log group {}", n.relay_log_group), observed: relay_logs? },
-        Resource { resource: format!("log group {}", n.lambda_log_group), observed: lambda_logs? },
-        Resource { resource: format!("DynamoDB table {}", n.table), observed: table? },
-        Resource { resource: format!("IAM role {}", n.execution_role), observed: execution? },
-        Resource { resource: format!("IAM role {}", n.task_role), observed: task? },
-        Resource { resource: format!("IAM role {}", n.lambda_role), observed: lambda_role? },
-        Resource { resource: format!("security group {}", n.security_group), observed: group? },
-        Resource { resource: format!("ECS cluster {}", n.cluster), observed: cluster? },
-        Resource { resource: format!("task definition {}", n.task_family), observed: family? },
-        Resource { resource: format!("ECS service {}", n.service), observed: service? },
-        Resource { resource: format!("Lambda function {}", n.function), observed: function? },
-        Resource { resource: format!("EventBridge rule {}", n.rule), observed: rule? },
-    ];
-    let mut resources = resources;
-    let table_present = matches!(resources[3].observed, Observed::Present { .. });
-    resources.push(Resource {
-        resource: format!("SSM parameter {}", Kind::Token.name(n)),
-        observed: parameter::observe(&aws, n, Kind::Token).await?,
-    });
-    let mut playback_url = None;
-    let mut stream_key = None;
-    if let Some(arn) = parameter::value(&aws, n, Kind::Channel).await? {
-        let (observed, url) = channel::observe(&aws, n, &arn).await?;
-        playback_url = url;
-        resources.push(Resource { resource: format!("IVS channel {arn}"), observed });
-        for kind in [Kind::Channel, Kind::Destination] {
-            resources
-                .push(Resource { resource: format!("SSM parameter {}", kind.name(n)), observed: parameter::observe(&aws, n, kind).await? });
-        }
-        if args.show_stream_key {
-            let destination = parameter::value(&aws, n, Kind::Destination).await?.unwrap_or_default();
-            stream_key = destination.rsplit_once("/app/").map(|(_, key)| key.to_owned());
-        }
+    let channel = channel::find(&aws, n).await?;
+    let inventory = inventory(n, channel.as_deref());
+    let observed = futures_util::future::join_all(inventory.iter().map(|r| r.observe(&aws))).await;
+    let mut resources = Vec::new();
+    for (resource, observed) in inventory.iter().zip(observed) {
+        resources.push(Resource { resource: resource.label(), observed: observed? });
     }
-    let token = if args.show_token { parameter::value(&aws, n, Kind::Token).await? } else { None };
-    let relays = if table_present { relays(&aws, &names).await? } else { Vec::new() };
+    let playback_url = match &channel {
+        Some(arn) => channel::playback_url(&aws, n, arn).await?,
+        None => None,
+    };
+    let stream_key = if settings.show_stream_key && channel.is_some() {
+        let destination = parameter::value(&aws, n, Kind::Destination).await?.unwrap_or_default();
+        destination.rsplit_once("/app/").map(|(_, key)| key.to_owned())
+    } else {
+        None
+    };
+    let token = if settings.show_token { parameter::value(&aws, n, Kind::Token).await? } else { None };
+    let service = service::state(&aws, n).await?;
+    let relays = if service.is_some() { relays(&aws, n).await? } else { Vec::new() };
     let web_url = relays.iter().find(|r| r.health == "ok").and_then(|r| r.entry.public_ip.as_ref()).map(|ip| format!("https://{ip}/"));
     let report = Report {
         stack: names.stack.to_string(),
         region: aws.region.clone(),
         account: aws.account.clone(),
         resources,
-        service: service::state(&aws, &names).await?,
+        service,
         relays,
         web_url,
         playback_url,
         token,
         stream_key,
     };
-    if global.json {
+    if target.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print(&report);
@@ -129,10 +102,36 @@ pub async fn run(global: &AwsArgs, args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The registry's running relays, each probed at `/healthz`.
+/// The service's running relays, each probed at `/healthz`: those the registry lists, and those
+/// ECS runs that the registry lacks (a lost or late event), found through their network interface.
 pub async fn relays(aws: &Aws, names: &Names) -> anyhow::Result<Vec<Relay>> {
     let registry = ivs_ip_register::registry::Registry::new(aws.dynamodb.clone(), &names.table);
-    let entries = registry.running().await?;
+    let mut entries = match registry.running().await {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the relay registry; listing the relays ECS runs");
+            Vec::new()
+        }
+    };
+    let network = ivs_ip_register::network::Network::new(aws.ec2.clone());
+    for task in service::running_tasks(aws, names).await? {
+        if entries.iter().any(|e| e.task_arn == task.task_arn) {
+            continue;
+        }
+        let addresses = match &task.eni {
+            Some(eni) => network.addresses(eni).await?.unwrap_or_default(),
+            None => Default::default(),
+        };
+        entries.push(RelayEntry {
+            task_arn: task.task_arn,
+            public_ip: addresses.public_ip,
+            private_ip: addresses.private_ip,
+            availability_zone: task.availability_zone,
+            started_at: task.started_at,
+            revision: None,
+            note: Some(NOT_REGISTERED.to_owned()),
+        });
+    }
     // The relays serve a self-signed certificate unless given one; the probe only reads health.
     let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).danger_accept_invalid_certs(true).build()?;
     let mut probes = tokio::task::JoinSet::new();
@@ -150,6 +149,9 @@ pub async fn relays(aws: &Aws, names: &Names) -> anyhow::Result<Vec<Relay>> {
     relays.sort_by(|a, b| a.entry.task_arn.cmp(&b.entry.task_arn));
     Ok(relays)
 }
+
+/// The note on a relay ECS runs but the registry does not list.
+pub const NOT_REGISTERED: &str = "not in the registry: found through ECS";
 
 async fn probe(client: &reqwest::Client, ip: &str) -> (String, Option<u64>) {
     let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_owned() };

@@ -6,40 +6,28 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::bail;
 use serde_json::json;
 
+use super::Target;
 use crate::aws::Aws;
-use crate::cli::{AwsArgs, TeardownArgs};
-use crate::stack::parameter::{self, Kind};
-use crate::stack::{Mode, Names, channel, cluster, function, iam, log_group, network, repository, rule, service, table, task_definition};
+use crate::stack::{Mode, Names, channel, inventory};
 use crate::ui::Ui;
 
-pub async fn run(global: &AwsArgs, args: TeardownArgs) -> anyhow::Result<()> {
-    let aws = Aws::connect(global).await?;
-    let names = Names::new(&global.stack);
-    let mode = if args.dry_run { Mode::DryRun } else { Mode::Apply };
-    if mode == Mode::Apply && !args.yes {
+/// What `teardown` was asked to do.
+pub struct Settings {
+    pub mode: Mode,
+    /// Confirmed on the command line (`--yes`): don't ask.
+    pub confirmed: bool,
+}
+
+pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
+    let aws = Aws::connect(&target.connection).await?;
+    let names = Names::new(&target.stack);
+    if settings.mode == Mode::Apply && !settings.confirmed {
         confirm(&names, &aws)?;
     }
-    let ui = Ui::new(global.json, mode);
-    let n = &names;
-    ui.step(format!("EventBridge rule {}", n.rule), rule::remove(&aws, n, mode)).await?;
-    ui.step(format!("Lambda function {}", n.function), function::remove(&aws, n, mode)).await?;
-    ui.step(format!("ECS service {}", n.service), service::remove(&aws, n, mode)).await?;
-    ui.step(format!("task definition {}", n.task_family), task_definition::remove(&aws, n, mode)).await?;
-    ui.step(format!("ECS cluster {}", n.cluster), cluster::remove(&aws, n, mode)).await?;
-    ui.step(format!("security group {}", n.security_group), network::remove_security_group(&aws, n, mode)).await?;
-    ui.step(format!("DynamoDB table {}", n.table), table::remove(&aws, n, mode)).await?;
-    if let Some(arn) = parameter::value(&aws, n, Kind::Channel).await? {
-        ui.step(format!("IVS channel {arn}"), channel::remove(&aws, n, Some(&arn), mode)).await?;
-    }
-    for kind in [Kind::Destination, Kind::Channel, Kind::Token] {
-        ui.step(format!("SSM parameter {}", kind.name(n)), parameter::remove(&aws, n, kind, mode)).await?;
-    }
-    for group in [&n.relay_log_group, &n.lambda_log_group] {
-        ui.step(format!("log group {group}"), log_group::remove(&aws, n, group, mode)).await?;
-    }
-    ui.step(format!("ECR repository {}", n.repository), repository::remove(&aws, n, mode)).await?;
-    for role in [&n.lambda_role, &n.task_role, &n.execution_role] {
-        ui.step(format!("IAM role {role}"), iam::remove(&aws, n, role, mode)).await?;
+    let ui = Ui::new(target.json, settings.mode);
+    let channel = channel::find(&aws, &names).await?;
+    for resource in inventory(&names, channel.as_deref()).iter().rev() {
+        ui.step(resource.label(), resource.remove(&aws, settings.mode)).await?;
     }
     ui.finish("teardown", json!({ "stack": names.stack.to_string(), "region": aws.region }));
     Ok(())

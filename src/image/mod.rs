@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
-pub use binary::{BinaryError, read_static_relay};
+pub use binary::{Artifact, BinaryError, read_static};
 
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
@@ -116,7 +116,7 @@ impl Image {
 
     /// The image of the static relay binary at `path`.
     pub fn of_file(path: &Path, udp_port: u16) -> Result<Self, BinaryError> {
-        Ok(Self::new(&read_static_relay(path)?, udp_port))
+        Ok(Self::new(&read_static(Artifact::Relay, path)?, udp_port))
     }
 
     /// The digest a task definition pins the image by.

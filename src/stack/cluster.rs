@@ -2,81 +2,97 @@
 
 use aws_sdk_ecs::types::{ClusterField, Tag};
 
-use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
+use super::resource::{Action, Resource};
+use super::{Names, Observed, TAG_KEY};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
+use crate::op;
+use crate::stack::linked_role;
+use crate::wait::{DRAIN, PROPAGATION, retrying, retrying_while};
 
-struct LiveCluster {
+/// The stack's cluster.
+pub struct Cluster<'a>(pub &'a Names);
+
+pub struct Live {
     arn: String,
     tagged: bool,
     detail: String,
-}
-
-fn label(names: &Names) -> String {
-    format!("ECS cluster {}", names.cluster)
 }
 
 pub fn arn(aws: &Aws, names: &Names) -> String {
     aws.arn("ecs", &format!("cluster/{}", names.cluster))
 }
 
-async fn read(aws: &Aws, names: &Names) -> Result<Option<LiveCluster>, AwsError> {
-    let found = aws
-        .ecs
-        .describe_clusters()
-        .clusters(&names.cluster)
-        .include(ClusterField::Tags)
-        .send()
-        .await
-        .on(&label(names), "ecs:DescribeClusters")?;
-    // A deleted cluster lingers as INACTIVE for a while; it is gone for our purposes.
-    let Some(cluster) = found.clusters().iter().find(|c| c.status() == Some("ACTIVE")) else { return Ok(None) };
-    Ok(Some(LiveCluster {
-        arn: cluster.cluster_arn().unwrap_or_default().to_owned(),
-        tagged: super::tagged(cluster.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))), names),
-        detail: format!("{} services, {} tasks running", cluster.active_services_count(), cluster.running_tasks_count()),
-    }))
-}
+impl Resource for Cluster<'_> {
+    type Live = Live;
+    type Desired = ();
+    /// The cluster's ARN.
+    type Output = String;
 
-/// Creates the cluster if needed; returns its ARN.
-pub async fn ensure(aws: &Aws, names: &Names, mode: Mode) -> Result<(Change, String), AwsError> {
-    let resource = label(names);
-    match read(aws, names).await? {
-        Some(live) if !live.tagged => Err(not_ours(&resource, &names.stack)),
-        Some(live) => Ok((Change::Unchanged, live.arn)),
-        None if mode == Mode::DryRun => Ok((Change::Created, arn(aws, names))),
-        None => {
-            let created = aws
-                .ecs
-                .create_cluster()
-                .cluster_name(&names.cluster)
-                .tags(Tag::builder().key(TAG_KEY).value(names.tag_value()).build())
-                .send()
-                .await
-                .on(&resource, "ecs:CreateCluster")?;
-            let arn = created.cluster().and_then(|c| c.cluster_arn()).map_or_else(|| arn(aws, names), str::to_owned);
-            Ok((Change::Created, arn))
-        }
+    fn label(&self) -> String {
+        format!("ECS cluster {}", self.0.cluster)
     }
-}
 
-/// Deletes the cluster once its service and tasks are gone (waits for them to drain).
-pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
-    let resource = label(names);
-    Found::of(read(aws, names).await?, |live| live.tagged)
-        .remove(mode, async |_| {
-            crate::wait::retrying(
-                &["ClusterContainsServicesException", "ClusterContainsTasksException", "UpdateInProgressException"],
-                crate::wait::DRAIN,
-                || aws.ecs.delete_cluster().cluster(&names.cluster).send(),
-            )
+    async fn read(&self, aws: &Aws) -> Result<Option<Live>, AwsError> {
+        let found = aws
+            .ecs
+            .describe_clusters()
+            .clusters(&self.0.cluster)
+            .include(ClusterField::Tags)
+            .send()
             .await
-            .or_missing(&["ClusterNotFoundException"], &resource, "ecs:DeleteCluster")?;
-            Ok(())
+            .on(&self.label(), op!("ecs:DescribeClusters"))?;
+        // A deleted cluster lingers as INACTIVE for a while; it is gone for our purposes.
+        let Some(cluster) = found.clusters().iter().find(|c| c.status() == Some("ACTIVE")) else { return Ok(None) };
+        Ok(Some(Live {
+            arn: cluster.cluster_arn().unwrap_or_default().to_owned(),
+            tagged: super::tagged(cluster.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))), self.0),
+            detail: format!("{} services, {} tasks running", cluster.active_services_count(), cluster.running_tasks_count()),
+        }))
+    }
+
+    fn is_ours(&self, live: &Live) -> bool {
+        live.tagged
+    }
+
+    fn diff(&self, (): &(), _: &Live) -> Action {
+        Action::NoOp
+    }
+
+    fn output(&self, aws: &Aws, (): &(), live: Option<&Live>) -> String {
+        live.map_or_else(|| arn(aws, self.0), |l| l.arn.clone())
+    }
+
+    async fn create(&self, aws: &Aws, (): &()) -> Result<String, AwsError> {
+        // On a fresh account ECS creates its service-linked role with the first cluster and
+        // refuses for a while to use one made moments ago ("Unable to assume the service linked role").
+        let created = retrying_while(linked_role::not_ready, PROPAGATION, || {
+            aws.ecs
+                .create_cluster()
+                .cluster_name(&self.0.cluster)
+                .tags(Tag::builder().key(TAG_KEY).value(self.0.tag_value()).build())
+                .send()
         })
         .await
-}
+        .on(&self.label(), op!("ecs:CreateCluster"))?;
+        Ok(created.cluster().and_then(|c| c.cluster_arn()).map_or_else(|| arn(aws, self.0), str::to_owned))
+    }
 
-pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(Found::of(read(aws, names).await?, |live| live.tagged).observe(|live| Observed::present(Some(live.arn), live.detail)))
+    async fn update(&self, aws: &Aws, (): &(), live: &Live) -> Result<String, AwsError> {
+        Ok(self.output(aws, &(), Some(live)))
+    }
+
+    /// Waits for the service and its tasks to drain first.
+    async fn delete(&self, aws: &Aws, _: Live) -> Result<(), AwsError> {
+        retrying(&["ClusterContainsServicesException", "ClusterContainsTasksException", "UpdateInProgressException"], DRAIN, || {
+            aws.ecs.delete_cluster().cluster(&self.0.cluster).send()
+        })
+        .await
+        .or_missing(&["ClusterNotFoundException"], &self.label(), op!("ecs:DeleteCluster"))?;
+        Ok(())
+    }
+
+    fn describe(&self, live: &Live) -> Observed {
+        Observed::present(Some(live.arn.clone()), live.detail.clone())
+    }
 }

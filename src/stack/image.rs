@@ -7,6 +7,7 @@ use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
 use crate::image::Image;
 use crate::image::registry::{Registry, RegistryError};
+use crate::op;
 
 /// The tag the newest push also gets, for people browsing the repository.
 const TAG: &str = "latest";
@@ -30,18 +31,18 @@ pub async fn ensure(
     let registry = connect(aws, repository, registry_url, &resource).await?;
     let registry_error = |e: RegistryError| AwsError::new(&resource, e.operation, e.code, e.message);
     if registry.has_manifest(image.digest()).await.map_err(registry_error)? {
-        return Ok((Change::Unchanged, reference));
+        return Ok((Change::NoOp, reference));
     }
     if mode == Mode::Apply {
         let pushed = registry.push(image, TAG).await.map_err(registry_error)?;
         tracing::info!(blobs = pushed.blobs_uploaded, bytes = pushed.bytes_uploaded, %reference, "pushed the relay image");
     }
-    Ok((Change::Created, reference))
+    Ok((Change::Create, reference))
 }
 
 /// The repository's registry, logged in with a token from `ecr:GetAuthorizationToken`.
 async fn connect(aws: &Aws, repository: &Repository, registry_url: Option<&str>, resource: &str) -> Result<Registry, AwsError> {
-    const OPERATION: &str = "ecr:GetAuthorizationToken";
+    const OPERATION: &str = op!("ecr:GetAuthorizationToken");
     let token = aws.ecr.get_authorization_token().send().await.on(resource, OPERATION)?;
     let data = token
         .authorization_data()

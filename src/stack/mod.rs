@@ -1,7 +1,7 @@
-//! The AWS stack one `ivsctl` deployment owns. Each submodule is one kind of resource and knows
-//! how to *read* its live state, *diff* it against what the stack wants, and *apply* the
-//! difference (create, update, delete). `deploy` walks them in dependency order, `teardown` in
-//! reverse.
+//! The AWS stack one `ivsctl` deployment owns. Each submodule is one kind of resource,
+//! implementing [`resource::Resource`]: read its live state, diff it against what the stack wants,
+//! apply the difference, delete it, describe it. [`inventory`] is the stack in dependency order:
+//! `deploy` creates in that order, `teardown` deletes in reverse, `status` shows it.
 //!
 //! Everything ivsctl creates carries the tag `ivsctl:stack=<name>`; a resource with one of the
 //! stack's names but without that tag is never adopted, changed or deleted.
@@ -11,10 +11,12 @@ pub mod cluster;
 pub mod function;
 pub mod iam;
 pub mod image;
+pub mod linked_role;
 pub mod log_group;
 pub mod network;
 pub mod parameter;
 pub mod repository;
+pub mod resource;
 pub mod rule;
 pub mod service;
 pub mod table;
@@ -26,6 +28,8 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use self::parameter::{Kind, Parameter};
+use self::resource::Listed;
 use crate::error::AwsError;
 
 pub const TAG_KEY: &str = "ivsctl:stack";
@@ -113,35 +117,43 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", content = "reasons", rename_all = "snake_case")]
 pub enum Change {
-    Created,
+    Create,
     /// With what differed.
-    Updated(Vec<String>),
-    Unchanged,
-    Deleted,
+    Update(Vec<String>),
+    /// Deleted and created again, for this reason.
+    Replace(String),
+    /// A difference AWS refuses to change for now, and why.
+    Defer(String),
+    NoOp,
+    Delete,
     /// Teardown found nothing to delete.
     Absent,
     /// Teardown left it alone, for the reason given (e.g. it is not this stack's).
-    Skipped(String),
+    Skip(String),
 }
 
 impl Change {
-    /// `Updated` when anything differs, else `Unchanged`.
-    pub fn from_differences(differences: Vec<String>) -> Self {
-        if differences.is_empty() { Self::Unchanged } else { Self::Updated(differences) }
-    }
-
     pub fn verb(&self, mode: Mode) -> &'static str {
         match (self, mode) {
-            (Self::Created, Mode::Apply) => "created",
-            (Self::Created, Mode::DryRun) => "create",
-            (Self::Updated(_), Mode::Apply) => "updated",
-            (Self::Updated(_), Mode::DryRun) => "update",
-            (Self::Deleted, Mode::Apply) => "deleted",
-            (Self::Deleted, Mode::DryRun) => "delete",
-            (Self::Unchanged, _) => "unchanged",
+            (Self::Create, Mode::Apply) => "created",
+            (Self::Create, Mode::DryRun) => "create",
+            (Self::Update(_), Mode::Apply) => "updated",
+            (Self::Update(_), Mode::DryRun) => "update",
+            (Self::Replace(_), Mode::Apply) => "replaced",
+            (Self::Replace(_), Mode::DryRun) => "replace",
+            (Self::Defer(_), Mode::Apply) => "deferred",
+            (Self::Defer(_), Mode::DryRun) => "defer",
+            (Self::Delete, Mode::Apply) => "deleted",
+            (Self::Delete, Mode::DryRun) => "delete",
+            (Self::NoOp, _) => "unchanged",
             (Self::Absent, _) => "absent",
-            (Self::Skipped(_), _) => "skipped",
+            (Self::Skip(_), _) => "skipped",
         }
+    }
+
+    /// Whether the step writes (or, in a dry run, would write) anything.
+    pub fn writes(&self) -> bool {
+        !matches!(self, Self::NoOp | Self::Defer(_) | Self::Absent | Self::Skip(_))
     }
 }
 
@@ -173,52 +185,40 @@ pub fn not_ours(resource: &str, stack: &StackName) -> AwsError {
 
 /// Teardown's answer for a resource with one of the stack's names but not its tag.
 pub fn left_alone() -> Change {
-    Change::Skipped(format!("not tagged {TAG_KEY}, so not this stack's"))
-}
-
-/// A resource read under one of the stack's names. Whether it is the stack's decides what
-/// teardown and `status` may do with it, the same way for every kind.
-pub enum Found<T> {
-    Missing,
-    /// It has the stack's name but not its tag.
-    NotOurs,
-    Ours(T),
-}
-
-impl<T> Found<T> {
-    pub fn of(live: Option<T>, ours: impl FnOnce(&T) -> bool) -> Self {
-        match live {
-            None => Self::Missing,
-            Some(live) if !ours(&live) => Self::NotOurs,
-            Some(live) => Self::Ours(live),
-        }
-    }
-
-    /// Teardown: `delete` runs (unless this is a dry run) on the stack's own resource only.
-    pub async fn remove(self, mode: Mode, delete: impl AsyncFnOnce(T) -> Result<(), AwsError>) -> Result<Change, AwsError> {
-        match self {
-            Self::Missing => Ok(Change::Absent),
-            Self::NotOurs => Ok(left_alone()),
-            Self::Ours(live) => {
-                if mode == Mode::Apply {
-                    delete(live).await?;
-                }
-                Ok(Change::Deleted)
-            }
-        }
-    }
-
-    /// Status: `describe` tells the state of the stack's own resource.
-    pub fn observe(self, describe: impl FnOnce(T) -> Observed) -> Observed {
-        match self {
-            Self::Missing => Observed::Missing,
-            Self::NotOurs => Observed::NotOurs,
-            Self::Ours(live) => describe(live),
-        }
-    }
+    Change::Skip(format!("not tagged {TAG_KEY}, so not this stack's"))
 }
 
 /// Whether `tags` (key, value pairs) mark a resource as this stack's.
 pub fn tagged<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>, names: &Names) -> bool {
     tags.any(|(k, v)| k == TAG_KEY && v == names.tag_value())
+}
+
+/// Every resource of the stack, in the order deploy creates them (dependencies first). The IVS
+/// channel and its parameters are there when the stack records a channel (`channel`).
+pub fn inventory<'a>(names: &'a Names, channel: Option<&'a str>) -> Vec<Box<dyn Listed + 'a>> {
+    let mut list: Vec<Box<dyn Listed + 'a>> = vec![
+        Box::new(repository::EcrRepository(names)),
+        Box::new(log_group::LogGroup { names, name: &names.relay_log_group }),
+        Box::new(log_group::LogGroup { names, name: &names.lambda_log_group }),
+        Box::new(table::Table(names)),
+        Box::new(Parameter { names, kind: Kind::Token }),
+    ];
+    if channel.is_some() {
+        list.push(Box::new(channel::IvsChannel { names, arn: channel }));
+        list.push(Box::new(Parameter { names, kind: Kind::Channel }));
+        list.push(Box::new(Parameter { names, kind: Kind::Destination }));
+    }
+    list.extend([
+        Box::new(iam::Role { names, name: &names.execution_role }) as Box<dyn Listed>,
+        Box::new(iam::Role { names, name: &names.task_role }),
+        Box::new(iam::Role { names, name: &names.lambda_role }),
+        Box::new(network::SecurityGroup { names, vpc: None }),
+        Box::new(cluster::Cluster(names)),
+        Box::new(task_definition::TaskFamily(names)),
+        Box::new(function::Function(names)),
+        Box::new(rule::Rule(names)),
+        Box::new(function::Permission(names)),
+        Box::new(service::RelayService(names)),
+    ]);
+    list
 }

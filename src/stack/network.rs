@@ -6,9 +6,12 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification};
 
-use super::{Change, Found, Mode, Names, Observed, TAG_KEY, tagged};
+use super::resource::{Action, Resource};
+use super::{Change, Names, Observed, TAG_KEY, tagged};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
+use crate::op;
+use crate::wait::{DRAIN, retrying};
 
 /// The VPC and subnets the service runs in.
 #[derive(Debug, Clone)]
@@ -26,11 +29,12 @@ pub async fn placement(aws: &Aws, vpc: Option<&str>, subnets: &[String]) -> Resu
     let vpc_id = match vpc {
         Some(id) => id.to_owned(),
         None => {
-            let vpcs = aws.ec2.describe_vpcs().filters(filter("is-default", "true")).send().await.on("default VPC", "ec2:DescribeVpcs")?;
+            let vpcs =
+                aws.ec2.describe_vpcs().filters(filter("is-default", "true")).send().await.on("default VPC", op!("ec2:DescribeVpcs"))?;
             vpcs.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_owned).ok_or_else(|| {
                 AwsError::new(
                     "default VPC",
-                    "ec2:DescribeVpcs",
+                    op!("ec2:DescribeVpcs"),
                     "NoDefaultVpc",
                     format!(
                         "region {} has no default VPC: create one (`aws ec2 create-default-vpc`) or pass --vpc and --subnets",
@@ -48,11 +52,16 @@ pub async fn placement(aws: &Aws, vpc: Option<&str>, subnets: &[String]) -> Resu
     if vpc.is_none() {
         request = request.filters(filter("default-for-az", "true"));
     }
-    let found = request.send().await.on(&resource, "ec2:DescribeSubnets")?;
+    let found = request.send().await.on(&resource, op!("ec2:DescribeSubnets"))?;
     let mut ids: Vec<String> = found.subnets().iter().filter_map(|s| s.subnet_id()).map(str::to_owned).collect();
     ids.sort();
     if ids.is_empty() {
-        return Err(AwsError::new(resource, "ec2:DescribeSubnets", "NoSubnets", "the VPC has no subnets to run tasks in: pass --subnets"));
+        return Err(AwsError::new(
+            resource,
+            op!("ec2:DescribeSubnets"),
+            "NoSubnets",
+            "the VPC has no subnets to run tasks in: pass --subnets",
+        ));
     }
     Ok(Placement { vpc_id, subnets: ids })
 }
@@ -111,147 +120,196 @@ fn flatten(permissions: &[IpPermission]) -> BTreeSet<Ingress> {
     rules
 }
 
-struct LiveGroup {
+/// The relay's security group, in the stack's VPC (any VPC for teardown and status).
+pub struct SecurityGroup<'a> {
+    pub names: &'a Names,
+    pub vpc: Option<&'a str>,
+}
+
+/// The group as the stack wants it.
+pub struct GroupSpec {
+    pub vpc_id: String,
+    pub udp_port: u16,
+    /// The media port running tasks still use, when it differs: it stays open until they are
+    /// replaced (see [`retire_media_port`]).
+    pub in_use_udp: Option<u16>,
+}
+
+impl GroupSpec {
+    /// Rules to open and rules to close.
+    fn changes(&self, live: &Live) -> (Vec<Ingress>, Vec<Ingress>, Vec<Ingress>) {
+        let want = wanted(self.udp_port);
+        let kept: BTreeSet<Ingress> = self.in_use_udp.filter(|p| *p != self.udp_port).map(media).into_iter().flatten().collect();
+        let have = flatten(&live.ingress);
+        let missing = want.difference(&have).cloned().collect();
+        let extra = have.difference(&want).filter(|r| !kept.contains(r)).cloned().collect();
+        let kept = have.intersection(&kept).cloned().collect();
+        (missing, extra, kept)
+    }
+}
+
+pub struct Live {
     id: String,
     tagged: bool,
     ingress: Vec<IpPermission>,
 }
 
-async fn read(aws: &Aws, names: &Names, vpc_id: Option<&str>) -> Result<Option<LiveGroup>, AwsError> {
-    let resource = label(names);
-    let mut request = aws.ec2.describe_security_groups().filters(filter("group-name", &names.security_group));
-    if let Some(vpc) = vpc_id {
-        request = request.filters(filter("vpc-id", vpc));
-    }
-    let found = request.send().await.on(&resource, "ec2:DescribeSecurityGroups")?;
-    // Prefer the tagged one when another VPC holds a look-alike.
-    let groups = found.security_groups();
-    let pick =
-        groups.iter().find(|g| tagged(g.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))), names)).or_else(|| groups.first());
-    Ok(pick.map(|g| LiveGroup {
-        id: g.group_id().unwrap_or_default().to_owned(),
-        tagged: tagged(g.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))), names),
-        ingress: g.ip_permissions().to_vec(),
-    }))
-}
-
-/// Creates the group or restores its ingress rules; returns its id (`None` only in a dry run
-/// that would create it).
-/// Makes the group open exactly TCP 443 and `udp_port`, except that the media port running tasks
-/// still use (`in_use_udp`, when it differs) stays open until they are replaced: see
-/// [`retire_media_port`].
-pub async fn ensure_security_group(
-    aws: &Aws,
-    names: &Names,
-    placement: &Placement,
-    udp_port: u16,
-    in_use_udp: Option<u16>,
-    mode: Mode,
-) -> Result<(Change, Option<String>), AwsError> {
-    let resource = label(names);
-    let want = wanted(udp_port);
-    let kept: BTreeSet<Ingress> = in_use_udp.filter(|p| *p != udp_port).map(media).into_iter().flatten().collect();
-    let (change, id, have) = match read(aws, names, Some(&placement.vpc_id)).await? {
-        None => {
-            if mode == Mode::DryRun {
-                return Ok((Change::Created, None));
-            }
-            let created = aws
-                .ec2
-                .create_security_group()
-                .group_name(&names.security_group)
-                .description(format!("ivs-relay of ivsctl stack {}: HTTPS and WebRTC media", names.stack))
-                .vpc_id(&placement.vpc_id)
-                .tag_specifications(
-                    TagSpecification::builder()
-                        .resource_type(ResourceType::SecurityGroup)
-                        .tags(Tag::builder().key(TAG_KEY).value(names.tag_value()).build())
-                        .build(),
-                )
-                .send()
-                .await
-                .on(&resource, "ec2:CreateSecurityGroup")?;
-            (Change::Created, created.group_id().unwrap_or_default().to_owned(), BTreeSet::new())
-        }
-        Some(live) if !live.tagged => return Err(super::not_ours(&resource, &names.stack)),
-        Some(live) => (Change::Unchanged, live.id, flatten(&live.ingress)),
-    };
-    let extra: Vec<&Ingress> = have.difference(&want).filter(|r| !kept.contains(r)).collect();
-    let kept: Vec<&Ingress> = have.intersection(&kept).collect();
-    let missing: Vec<&Ingress> = want.difference(&have).collect();
-    if mode == Mode::Apply {
-        if !extra.is_empty() {
+impl SecurityGroup<'_> {
+    async fn revoke(&self, aws: &Aws, id: &str, rules: &[Ingress]) -> Result<(), AwsError> {
+        if !rules.is_empty() {
             aws.ec2
                 .revoke_security_group_ingress()
-                .group_id(&id)
-                .set_ip_permissions(Some(extra.iter().map(|r| r.permission()).collect()))
+                .group_id(id)
+                .set_ip_permissions(Some(rules.iter().map(Ingress::permission).collect()))
                 .send()
                 .await
-                .on(&resource, "ec2:RevokeSecurityGroupIngress")?;
+                .on(&self.label(), op!("ec2:RevokeSecurityGroupIngress"))?;
         }
-        if !missing.is_empty() {
+        Ok(())
+    }
+
+    async fn authorize(&self, aws: &Aws, id: &str, rules: &[Ingress]) -> Result<(), AwsError> {
+        if !rules.is_empty() {
             aws.ec2
                 .authorize_security_group_ingress()
-                .group_id(&id)
-                .set_ip_permissions(Some(missing.iter().map(|r| r.permission()).collect()))
+                .group_id(id)
+                .set_ip_permissions(Some(rules.iter().map(Ingress::permission).collect()))
                 .send()
                 .await
-                .on(&resource, "ec2:AuthorizeSecurityGroupIngress")?;
+                .on(&self.label(), op!("ec2:AuthorizeSecurityGroupIngress"))?;
         }
+        Ok(())
     }
-    let change = match change {
-        Change::Created => Change::Created,
-        _ => Change::from_differences(
+}
+
+impl Resource for SecurityGroup<'_> {
+    type Live = Live;
+    type Desired = GroupSpec;
+    /// The group's id; `None` only in a dry run that would create it.
+    type Output = Option<String>;
+
+    fn label(&self) -> String {
+        format!("security group {}", self.names.security_group)
+    }
+
+    async fn read(&self, aws: &Aws) -> Result<Option<Live>, AwsError> {
+        let mut request = aws.ec2.describe_security_groups().filters(filter("group-name", &self.names.security_group));
+        if let Some(vpc) = self.vpc {
+            request = request.filters(filter("vpc-id", vpc));
+        }
+        let found = request.send().await.on(&self.label(), op!("ec2:DescribeSecurityGroups"))?;
+        let ours =
+            |g: &&aws_sdk_ec2::types::SecurityGroup| tagged(g.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))), self.names);
+        // Prefer the tagged one when another VPC holds a look-alike.
+        let groups = found.security_groups();
+        let pick = groups.iter().find(ours).or_else(|| groups.first());
+        Ok(pick.map(|g| Live { id: g.group_id().unwrap_or_default().to_owned(), tagged: ours(&g), ingress: g.ip_permissions().to_vec() }))
+    }
+
+    fn is_ours(&self, live: &Live) -> bool {
+        live.tagged
+    }
+
+    fn diff(&self, desired: &GroupSpec, live: &Live) -> Action {
+        let (missing, extra, kept) = desired.changes(live);
+        Action::update_if(
             extra
                 .iter()
                 .map(|r| format!("removed ingress {}", r.describe()))
                 .chain(missing.iter().map(|r| format!("added ingress {}", r.describe())))
                 .chain(kept.iter().map(|r| format!("kept ingress {} until the relay tasks roll out", r.describe())))
                 .collect(),
-        ),
-    };
-    Ok((change, Some(id)))
+        )
+    }
+
+    fn output(&self, _: &Aws, _: &GroupSpec, live: Option<&Live>) -> Option<String> {
+        live.map(|l| l.id.clone())
+    }
+
+    async fn create(&self, aws: &Aws, desired: &GroupSpec) -> Result<Option<String>, AwsError> {
+        let created = aws
+            .ec2
+            .create_security_group()
+            .group_name(&self.names.security_group)
+            .description(format!("ivs-relay of ivsctl stack {}: HTTPS and WebRTC media", self.names.stack))
+            .vpc_id(&desired.vpc_id)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .tags(Tag::builder().key(TAG_KEY).value(self.names.tag_value()).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .on(&self.label(), op!("ec2:CreateSecurityGroup"))?;
+        let id = created.group_id().unwrap_or_default().to_owned();
+        let wanted: Vec<Ingress> = wanted(desired.udp_port).into_iter().collect();
+        self.authorize(aws, &id, &wanted).await?;
+        Ok(Some(id))
+    }
+
+    /// Only the rules that differ change, so connections through the others never drop.
+    async fn update(&self, aws: &Aws, desired: &GroupSpec, live: &Live) -> Result<Option<String>, AwsError> {
+        let (missing, extra, _) = desired.changes(live);
+        self.revoke(aws, &live.id, &extra).await?;
+        self.authorize(aws, &live.id, &missing).await?;
+        Ok(Some(live.id.clone()))
+    }
+
+    /// ENIs of stopping tasks hold the group for a while after the service is gone, so
+    /// `DependencyViolation` is waited out.
+    async fn delete(&self, aws: &Aws, live: Live) -> Result<(), AwsError> {
+        retrying(&["DependencyViolation"], DRAIN, || aws.ec2.delete_security_group().group_id(&live.id).send()).await.or_missing(
+            &["InvalidGroup.NotFound"],
+            &self.label(),
+            op!("ec2:DeleteSecurityGroup"),
+        )?;
+        Ok(())
+    }
+
+    fn describe(&self, live: &Live) -> Observed {
+        let rules: Vec<String> = flatten(&live.ingress).iter().map(Ingress::describe).collect();
+        Observed::present(Some(live.id.clone()), format!("ingress {}", rules.join(", ")))
+    }
 }
 
 /// Closes a media port the tasks no longer use, once a rollout to another one is done.
-pub async fn retire_media_port(aws: &Aws, names: &Names, placement: &Placement, udp_port: u16, mode: Mode) -> Result<Change, AwsError> {
-    let Some(live) = read(aws, names, Some(&placement.vpc_id)).await?.filter(|live| live.tagged) else { return Ok(Change::Unchanged) };
+pub async fn retire_media_port(aws: &Aws, group: &SecurityGroup<'_>, udp_port: u16) -> Result<Change, AwsError> {
+    let Some(live) = group.read(aws).await?.filter(|live| live.tagged) else { return Ok(Change::NoOp) };
     let stale: Vec<Ingress> = media(udp_port).filter(|r| flatten(&live.ingress).contains(r)).collect();
-    if mode == Mode::Apply && !stale.is_empty() {
-        aws.ec2
-            .revoke_security_group_ingress()
-            .group_id(&live.id)
-            .set_ip_permissions(Some(stale.iter().map(Ingress::permission).collect()))
-            .send()
-            .await
-            .on(&label(names), "ec2:RevokeSecurityGroupIngress")?;
-    }
-    Ok(Change::from_differences(stale.iter().map(|r| format!("removed ingress {}", r.describe())).collect()))
+    group.revoke(aws, &live.id, &stale).await?;
+    Ok(Action::update_if(stale.iter().map(|r| format!("removed ingress {}", r.describe())).collect()).into())
 }
 
-fn label(names: &Names) -> String {
-    format!("security group {}", names.security_group)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Deletes the group if it is this stack's. ENIs of stopping tasks hold it for a while after the
-/// service is gone, so `DependencyViolation` is waited out.
-pub async fn remove_security_group(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
-    let resource = label(names);
-    Found::of(read(aws, names, None).await?, |live| live.tagged)
-        .remove(mode, async |live| {
-            crate::wait::retrying(&["DependencyViolation"], crate::wait::DRAIN, || {
-                aws.ec2.delete_security_group().group_id(&live.id).send()
+    fn live(rules: &[(&str, i32, &str)]) -> Live {
+        let ingress = rules
+            .iter()
+            .map(|(protocol, port, cidr)| {
+                Ingress { protocol: (*protocol).into(), from: *port, to: *port, cidr: (*cidr).into() }.permission()
             })
-            .await
-            .or_missing(&["InvalidGroup.NotFound"], &resource, "ec2:DeleteSecurityGroup")?;
-            Ok(())
-        })
-        .await
-}
+            .collect();
+        Live { id: "sg-1".into(), tagged: true, ingress }
+    }
 
-pub async fn observe_security_group(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(Found::of(read(aws, names, None).await?, |live| live.tagged).observe(|live| {
-        let rules: Vec<String> = flatten(&live.ingress).iter().map(Ingress::describe).collect();
-        Observed::present(Some(live.id), format!("ingress {}", rules.join(", ")))
-    }))
+    #[test]
+    fn exactly_https_and_the_media_port_are_open_and_the_old_port_stays_until_the_rollout() {
+        let names = Names::new(&"ivs".parse().expect("name"));
+        let group = SecurityGroup { names: &names, vpc: None };
+        let spec = GroupSpec { vpc_id: "vpc-1".into(), udp_port: 50000, in_use_udp: None };
+        let exact = [("tcp", 443, "0.0.0.0/0"), ("tcp", 443, "::/0"), ("udp", 50000, "0.0.0.0/0"), ("udp", 50000, "::/0")];
+        assert_eq!(group.diff(&spec, &live(&exact)), Action::NoOp);
+        let mut ssh = exact.to_vec();
+        ssh.push(("tcp", 22, "0.0.0.0/0"));
+        assert_eq!(group.diff(&spec, &live(&ssh)), Action::Update(vec!["removed ingress tcp/22 from 0.0.0.0/0".into()]));
+
+        let moved = GroupSpec { udp_port: 50001, in_use_udp: Some(50000), ..spec };
+        let Action::Update(reasons) = group.diff(&moved, &live(&exact)) else { panic!("update") };
+        assert!(reasons.iter().any(|r| r == "added ingress udp/50001 from 0.0.0.0/0"), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.starts_with("kept ingress udp/50000")), "{reasons:?}");
+        assert!(!reasons.iter().any(|r| r.starts_with("removed")), "{reasons:?}");
+    }
 }

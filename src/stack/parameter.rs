@@ -4,9 +4,11 @@
 
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 
-use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
+use super::resource::{Action, Resource};
+use super::{Names, Observed, TAG_KEY};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
+use crate::op;
 
 const NOT_FOUND: &[&str] = &["ParameterNotFound"];
 
@@ -40,100 +42,126 @@ impl Kind {
     }
 }
 
-fn label(kind: Kind, names: &Names) -> String {
-    format!("SSM parameter {}", kind.name(names))
+/// One of the stack's parameters.
+pub struct Parameter<'a> {
+    pub names: &'a Names,
+    pub kind: Kind,
 }
 
 /// A parameter's value and whether it is this stack's.
-struct Live {
+pub struct Live {
     value: String,
     tagged: bool,
 }
 
-async fn read(aws: &Aws, names: &Names, kind: Kind) -> Result<Option<Live>, AwsError> {
-    let resource = label(kind, names);
-    let name = kind.name(names);
-    let Some(found) =
-        aws.ssm.get_parameter().name(&name).with_decryption(true).send().await.or_missing(NOT_FOUND, &resource, "ssm:GetParameter")?
-    else {
-        return Ok(None);
-    };
-    let tags = aws
-        .ssm
-        .list_tags_for_resource()
-        .resource_type(ResourceTypeForTagging::Parameter)
-        .resource_id(&name)
-        .send()
-        .await
-        .on(&resource, "ssm:ListTagsForResource")?;
-    Ok(Some(Live {
-        value: found.parameter().and_then(|p| p.value()).unwrap_or_default().to_owned(),
-        tagged: super::tagged(tags.tag_list().iter().map(|t| (t.key(), t.value())), names),
-    }))
+/// What the stack wants a parameter to hold.
+pub enum Wanted {
+    /// Exactly this value.
+    Value(String),
+    /// Whatever it holds; this value if it has none yet (e.g. a fresh random token).
+    Keep(String),
+    /// A new value even if one exists (token rotation).
+    Replace(String),
+    /// A value only an earlier step's write makes known (a new channel's stream key): a dry run
+    /// plans with it, a deploy never gets it.
+    Unknown,
+}
+
+impl Parameter<'_> {
+    async fn put(&self, aws: &Aws, desired: &Wanted, create: bool) -> Result<(), AwsError> {
+        let resource = self.label();
+        let (Wanted::Value(value) | Wanted::Keep(value) | Wanted::Replace(value)) = desired else {
+            return Err(AwsError::new(resource, op!("ssm:PutParameter"), "Internal", "the value was not known when it was to be written"));
+        };
+        let kind_of_value = if self.kind.secret() { ParameterType::SecureString } else { ParameterType::String };
+        let request = aws.ssm.put_parameter().name(self.kind.name(self.names)).value(value).r#type(kind_of_value);
+        let request = if create {
+            let tag = Tag::builder()
+                .key(TAG_KEY)
+                .value(self.names.tag_value())
+                .build()
+                .map_err(|e| AwsError::new(&resource, op!("ssm:PutParameter"), "InvalidRequest", e.to_string()))?;
+            request.description(format!("ivsctl stack {}", self.names.stack)).tags(tag)
+        } else {
+            request.overwrite(true)
+        };
+        request.send().await.on(&resource, op!("ssm:PutParameter"))?;
+        Ok(())
+    }
+}
+
+impl Resource for Parameter<'_> {
+    type Live = Live;
+    type Desired = Wanted;
+    type Output = ();
+
+    fn label(&self) -> String {
+        format!("SSM parameter {}", self.kind.name(self.names))
+    }
+
+    async fn read(&self, aws: &Aws) -> Result<Option<Live>, AwsError> {
+        let resource = self.label();
+        let name = self.kind.name(self.names);
+        let Some(found) = aws.ssm.get_parameter().name(&name).with_decryption(true).send().await.or_missing(
+            NOT_FOUND,
+            &resource,
+            op!("ssm:GetParameter"),
+        )?
+        else {
+            return Ok(None);
+        };
+        let tags = aws
+            .ssm
+            .list_tags_for_resource()
+            .resource_type(ResourceTypeForTagging::Parameter)
+            .resource_id(&name)
+            .send()
+            .await
+            .on(&resource, op!("ssm:ListTagsForResource"))?;
+        Ok(Some(Live {
+            value: found.parameter().and_then(|p| p.value()).unwrap_or_default().to_owned(),
+            tagged: super::tagged(tags.tag_list().iter().map(|t| (t.key(), t.value())), self.names),
+        }))
+    }
+
+    fn is_ours(&self, live: &Live) -> bool {
+        live.tagged
+    }
+
+    fn diff(&self, desired: &Wanted, live: &Live) -> Action {
+        match desired {
+            Wanted::Keep(_) => Action::NoOp,
+            Wanted::Value(value) if *value == live.value => Action::NoOp,
+            Wanted::Value(_) | Wanted::Unknown => Action::Update(vec!["value".to_owned()]),
+            Wanted::Replace(_) => Action::Update(vec!["value replaced (rotated)".to_owned()]),
+        }
+    }
+
+    fn output(&self, _: &Aws, _: &Wanted, _: Option<&Live>) {}
+
+    async fn create(&self, aws: &Aws, desired: &Wanted) -> Result<(), AwsError> {
+        self.put(aws, desired, true).await
+    }
+
+    async fn update(&self, aws: &Aws, desired: &Wanted, _: &Live) -> Result<(), AwsError> {
+        self.put(aws, desired, false).await
+    }
+
+    async fn delete(&self, aws: &Aws, _: Live) -> Result<(), AwsError> {
+        let name = self.kind.name(self.names);
+        aws.ssm.delete_parameter().name(name).send().await.or_missing(NOT_FOUND, &self.label(), op!("ssm:DeleteParameter"))?;
+        Ok(())
+    }
+
+    /// Present or not, never the value of a secret.
+    fn describe(&self, live: &Live) -> Observed {
+        if self.kind.secret() { Observed::present(None, "SecureString") } else { Observed::present(Some(live.value.clone()), "String") }
+    }
 }
 
 /// The parameter's value, if it exists and is this stack's.
 pub async fn value(aws: &Aws, names: &Names, kind: Kind) -> Result<Option<String>, AwsError> {
-    Ok(read(aws, names, kind).await?.filter(|live| live.tagged).map(|live| live.value))
-}
-
-/// What the stack wants a parameter to hold.
-pub enum Wanted<'a> {
-    /// Exactly this value.
-    Value(&'a str),
-    /// Whatever it holds; `make` gives the first value (e.g. a fresh random token).
-    Keep { make: &'a dyn Fn() -> String },
-    /// A new value even if one exists (token rotation).
-    Replace(&'a str),
-}
-
-pub async fn ensure(aws: &Aws, names: &Names, kind: Kind, wanted: Wanted<'_>, mode: Mode) -> Result<Change, AwsError> {
-    let resource = label(kind, names);
-    let live = read(aws, names, kind).await?;
-    if live.as_ref().is_some_and(|l| !l.tagged) {
-        return Err(not_ours(&resource, &names.stack));
-    }
-    let (change, value) = match (&live, wanted) {
-        (None, Wanted::Value(v) | Wanted::Replace(v)) => (Change::Created, v.to_owned()),
-        (None, Wanted::Keep { make }) => (Change::Created, make()),
-        (Some(_), Wanted::Keep { .. }) => return Ok(Change::Unchanged),
-        (Some(l), Wanted::Value(v)) if l.value == v => return Ok(Change::Unchanged),
-        (Some(_), Wanted::Value(v)) => (Change::Updated(vec!["value".to_owned()]), v.to_owned()),
-        (Some(_), Wanted::Replace(v)) => (Change::Updated(vec!["value replaced (rotated)".to_owned()]), v.to_owned()),
-    };
-    if mode == Mode::Apply {
-        let kind_of_value = if kind.secret() { ParameterType::SecureString } else { ParameterType::String };
-        let request = aws.ssm.put_parameter().name(kind.name(names)).value(value).r#type(kind_of_value);
-        let request = if live.is_some() {
-            request.overwrite(true)
-        } else {
-            let tag = Tag::builder()
-                .key(TAG_KEY)
-                .value(names.tag_value())
-                .build()
-                .map_err(|e| AwsError::new(&resource, "ssm:PutParameter", "InvalidRequest", e.to_string()))?;
-            request.description(format!("ivsctl stack {}", names.stack)).tags(tag)
-        };
-        request.send().await.on(&resource, "ssm:PutParameter")?;
-    }
-    Ok(change)
-}
-
-pub async fn remove(aws: &Aws, names: &Names, kind: Kind, mode: Mode) -> Result<Change, AwsError> {
-    let resource = label(kind, names);
-    Found::of(read(aws, names, kind).await?, |live| live.tagged)
-        .remove(mode, async |_| {
-            aws.ssm.delete_parameter().name(kind.name(names)).send().await.or_missing(NOT_FOUND, &resource, "ssm:DeleteParameter")?;
-            Ok(())
-        })
-        .await
-}
-
-/// For `status`: present or not, never the value of a secret.
-pub async fn observe(aws: &Aws, names: &Names, kind: Kind) -> Result<Observed, AwsError> {
-    Ok(Found::of(read(aws, names, kind).await?, |live| live.tagged).observe(|live| {
-        if kind.secret() { Observed::present(None, "SecureString") } else { Observed::present(Some(live.value), "String") }
-    }))
+    Ok(Parameter { names, kind }.read(aws).await?.filter(|live| live.tagged).map(|live| live.value))
 }
 
 /// A fresh WHIP bearer token: 32 random bytes, hex.
@@ -142,4 +170,20 @@ pub fn new_token() -> String {
     // The OS's generator does not fail on Linux after boot; if it ever did, refusing beats a weak token.
     getrandom::fill(&mut bytes).expect("the operating system's random number generator works");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_value_is_never_rewritten_and_a_rotated_one_always_is() {
+        let names = Names::new(&"ivs".parse().expect("name"));
+        let token = Parameter { names: &names, kind: Kind::Token };
+        let live = Live { value: "old".into(), tagged: true };
+        assert_eq!(token.diff(&Wanted::Keep("new".into()), &live), Action::NoOp);
+        assert_eq!(token.diff(&Wanted::Value("old".into()), &live), Action::NoOp);
+        assert_eq!(token.diff(&Wanted::Value("new".into()), &live), Action::Update(vec!["value".into()]));
+        assert!(matches!(token.diff(&Wanted::Replace("old".into()), &live), Action::Update(_)));
+    }
 }

@@ -2,9 +2,11 @@
 
 use aws_sdk_ecr::types::Tag;
 
-use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
+use super::resource::{Action, Resource};
+use super::{Names, Observed, TAG_KEY};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
+use crate::op;
 
 const NOT_FOUND: &[&str] = &["RepositoryNotFoundException"];
 
@@ -13,10 +15,6 @@ const NOT_FOUND: &[&str] = &["RepositoryNotFoundException"];
 pub struct Repository {
     pub arn: String,
     pub uri: String,
-}
-
-fn label(names: &Names) -> String {
-    format!("ECR repository {}", names.repository)
 }
 
 impl Repository {
@@ -30,77 +28,98 @@ impl Repository {
     }
 }
 
-async fn read(aws: &Aws, names: &Names) -> Result<Option<(Repository, bool)>, AwsError> {
-    let resource = label(names);
-    let Some(found) = aws.ecr.describe_repositories().repository_names(&names.repository).send().await.or_missing(
-        NOT_FOUND,
-        &resource,
-        "ecr:DescribeRepositories",
-    )?
-    else {
-        return Ok(None);
-    };
-    let Some(repository) = found.repositories().first() else { return Ok(None) };
-    let arn = repository.repository_arn().unwrap_or_default().to_owned();
-    let tags = aws.ecr.list_tags_for_resource().resource_arn(&arn).send().await.on(&resource, "ecr:ListTagsForResource")?;
-    let tagged = super::tagged(tags.tags().iter().map(|t| (t.key(), t.value())), names);
-    Ok(Some((Repository { arn, uri: repository.repository_uri().unwrap_or_default().to_owned() }, tagged)))
+/// The stack's repository.
+pub struct EcrRepository<'a>(pub &'a Names);
+
+pub struct Live {
+    repository: Repository,
+    tagged: bool,
+    images: usize,
 }
 
-pub async fn ensure(aws: &Aws, names: &Names, mode: Mode) -> Result<(Change, Repository), AwsError> {
-    let resource = label(names);
-    match read(aws, names).await? {
-        Some((_, false)) => Err(not_ours(&resource, &names.stack)),
-        Some((repository, true)) => Ok((Change::Unchanged, repository)),
-        None if mode == Mode::DryRun => Ok((Change::Created, Repository::of(aws, names))),
-        None => {
-            let tag = Tag::builder()
-                .key(TAG_KEY)
-                .value(names.tag_value())
-                .build()
-                .map_err(|e| AwsError::new(&resource, "ecr:CreateRepository", "InvalidRequest", e.to_string()))?;
-            let created = aws
-                .ecr
-                .create_repository()
-                .repository_name(&names.repository)
-                .tags(tag)
-                .send()
-                .await
-                .on(&resource, "ecr:CreateRepository")?;
-            let repository = created.repository().map_or_else(
-                || Repository::of(aws, names),
-                |r| Repository {
-                    arn: r.repository_arn().unwrap_or_default().to_owned(),
-                    uri: r.repository_uri().unwrap_or_default().to_owned(),
-                },
-            );
-            Ok((Change::Created, repository))
-        }
+impl Resource for EcrRepository<'_> {
+    type Live = Live;
+    type Desired = ();
+    type Output = Repository;
+
+    fn label(&self) -> String {
+        format!("ECR repository {}", self.0.repository)
     }
-}
 
-pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
-    let resource = label(names);
-    Found::of(read(aws, names).await?, |(_, tagged)| *tagged)
-        .remove(mode, async |_| {
-            // `force`: the images are the stack's too.
-            aws.ecr.delete_repository().repository_name(&names.repository).force(true).send().await.or_missing(
-                NOT_FOUND,
-                &resource,
-                "ecr:DeleteRepository",
-            )?;
-            Ok(())
-        })
-        .await
-}
+    async fn read(&self, aws: &Aws) -> Result<Option<Live>, AwsError> {
+        let resource = self.label();
+        let name = &self.0.repository;
+        let Some(found) = aws.ecr.describe_repositories().repository_names(name).send().await.or_missing(
+            NOT_FOUND,
+            &resource,
+            op!("ecr:DescribeRepositories"),
+        )?
+        else {
+            return Ok(None);
+        };
+        let Some(repository) = found.repositories().first() else { return Ok(None) };
+        let arn = repository.repository_arn().unwrap_or_default().to_owned();
+        let tags = aws.ecr.list_tags_for_resource().resource_arn(&arn).send().await.on(&resource, op!("ecr:ListTagsForResource"))?;
+        let tagged = super::tagged(tags.tags().iter().map(|t| (t.key(), t.value())), self.0);
+        let images = if tagged {
+            aws.ecr.list_images().repository_name(name).send().await.on(&resource, op!("ecr:ListImages"))?.image_ids().len()
+        } else {
+            0
+        };
+        Ok(Some(Live { repository: Repository { arn, uri: repository.repository_uri().unwrap_or_default().to_owned() }, tagged, images }))
+    }
 
-pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(match Found::of(read(aws, names).await?, |(_, tagged)| *tagged) {
-        Found::Missing => Observed::Missing,
-        Found::NotOurs => Observed::NotOurs,
-        Found::Ours((repository, _)) => {
-            let images = aws.ecr.list_images().repository_name(&names.repository).send().await.on(&label(names), "ecr:ListImages")?;
-            Observed::present(Some(repository.uri), format!("{} image(s)", images.image_ids().len()))
-        }
-    })
+    fn is_ours(&self, live: &Live) -> bool {
+        live.tagged
+    }
+
+    fn diff(&self, (): &(), _: &Live) -> Action {
+        Action::NoOp
+    }
+
+    fn output(&self, aws: &Aws, (): &(), live: Option<&Live>) -> Repository {
+        live.map_or_else(|| Repository::of(aws, self.0), |l| l.repository.clone())
+    }
+
+    async fn create(&self, aws: &Aws, (): &()) -> Result<Repository, AwsError> {
+        let resource = self.label();
+        let tag = Tag::builder()
+            .key(TAG_KEY)
+            .value(self.0.tag_value())
+            .build()
+            .map_err(|e| AwsError::new(&resource, op!("ecr:CreateRepository"), "InvalidRequest", e.to_string()))?;
+        let created = aws
+            .ecr
+            .create_repository()
+            .repository_name(&self.0.repository)
+            .tags(tag)
+            .send()
+            .await
+            .on(&resource, op!("ecr:CreateRepository"))?;
+        Ok(created.repository().map_or_else(
+            || Repository::of(aws, self.0),
+            |r| Repository {
+                arn: r.repository_arn().unwrap_or_default().to_owned(),
+                uri: r.repository_uri().unwrap_or_default().to_owned(),
+            },
+        ))
+    }
+
+    async fn update(&self, aws: &Aws, (): &(), live: &Live) -> Result<Repository, AwsError> {
+        Ok(self.output(aws, &(), Some(live)))
+    }
+
+    async fn delete(&self, aws: &Aws, _: Live) -> Result<(), AwsError> {
+        // `force`: the images are the stack's too.
+        aws.ecr.delete_repository().repository_name(&self.0.repository).force(true).send().await.or_missing(
+            NOT_FOUND,
+            &self.label(),
+            op!("ecr:DeleteRepository"),
+        )?;
+        Ok(())
+    }
+
+    fn describe(&self, live: &Live) -> Observed {
+        Observed::present(Some(live.repository.uri.clone()), format!("{} image(s)", live.images))
+    }
 }

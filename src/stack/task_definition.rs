@@ -11,18 +11,64 @@ use aws_sdk_ecs::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::resource::{Action, Resource};
 use super::template::{self, TASK_DEFINITION};
-use super::{Change, Found, Mode, Names, Observed, TAG_KEY, not_ours};
+use super::{Names, Observed, TAG_KEY};
 use crate::aws::Aws;
 use crate::error::{AwsError, AwsResultExt};
+use crate::op;
+
+/// A task size Fargate runs: CPU units and memory (MiB) in one of its combinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FargateSize {
+    cpu: u32,
+    memory: u32,
+}
+
+impl FargateSize {
+    /// Fargate's (Linux) table: for each CPU size, the memory range and its step.
+    const TABLE: [(u32, u32, u32, u32); 7] = [
+        (256, 512, 2048, 512),
+        (512, 1024, 4096, 1024),
+        (1024, 2048, 8192, 1024),
+        (2048, 4096, 16384, 1024),
+        (4096, 8192, 30720, 1024),
+        (8192, 16384, 61440, 4096),
+        (16384, 32768, 122_880, 8192),
+    ];
+
+    pub fn new(cpu: u32, memory: u32) -> Result<Self, String> {
+        let Some(&(_, low, high, step)) = Self::TABLE.iter().find(|(c, ..)| *c == cpu) else {
+            let sizes: Vec<String> = Self::TABLE.iter().map(|(c, ..)| c.to_string()).collect();
+            return Err(format!("Fargate tasks take {} CPU units, not {cpu}", sizes.join(", ")));
+        };
+        // 256 CPU units also take 512 MiB steps from 512: 512, 1024, 2048 (not 1536).
+        let fits =
+            if cpu == 256 { [512, 1024, 2048].contains(&memory) } else { (low..=high).contains(&memory) && memory.is_multiple_of(step) };
+        if fits {
+            Ok(Self { cpu, memory })
+        } else {
+            let allowed = if cpu == 256 { "512, 1024 or 2048".to_owned() } else { format!("{low} to {high} in steps of {step}") };
+            Err(format!("Fargate runs {cpu} CPU units with {allowed} MiB of memory, not {memory}"))
+        }
+    }
+
+    pub fn cpu(self) -> u32 {
+        self.cpu
+    }
+
+    pub fn memory(self) -> u32 {
+        self.memory
+    }
+}
 
 /// What varies between stacks; the rest is in the template.
 pub struct TaskSpec<'a> {
     pub image: &'a str,
-    pub cpu: u32,
-    pub memory: u32,
+    pub size: FargateSize,
     pub udp_port: u16,
-    pub stun: &'a str,
+    /// STUN servers (host:port), tried in turn.
+    pub stun: &'a [String],
     pub execution_role_arn: &'a str,
     pub task_role_arn: &'a str,
     /// Environment besides the template's, e.g. the IVS playback URL.
@@ -111,14 +157,14 @@ impl Document {
             TASK_DEFINITION,
             &[
                 ("family", json!(names.task_family)),
-                ("cpu", json!(spec.cpu.to_string())),
-                ("memory", json!(spec.memory.to_string())),
+                ("cpu", json!(spec.size.cpu().to_string())),
+                ("memory", json!(spec.size.memory().to_string())),
                 ("execution_role_arn", json!(spec.execution_role_arn)),
                 ("task_role_arn", json!(spec.task_role_arn)),
                 ("image", json!(spec.image)),
                 ("udp_port", json!(spec.udp_port)),
                 ("udp_port_text", json!(spec.udp_port.to_string())),
-                ("stun", json!(spec.stun)),
+                ("stun", json!(spec.stun.join(","))),
                 ("log_group", json!(names.relay_log_group)),
                 ("region", json!(aws.region)),
             ],
@@ -203,7 +249,7 @@ impl Document {
 
     fn container(c: &Container, resource: &str) -> Result<ContainerDefinition, AwsError> {
         let invalid =
-            |e: aws_sdk_ecs::error::BuildError| AwsError::new(resource, "ecs:RegisterTaskDefinition", "InvalidRequest", e.to_string());
+            |e: aws_sdk_ecs::error::BuildError| AwsError::new(resource, op!("ecs:RegisterTaskDefinition"), "InvalidRequest", e.to_string());
         let secrets =
             c.secrets.iter().map(|s| Secret::builder().name(&s.name).value_from(&s.value_from).build()).collect::<Result<Vec<_>, _>>();
         Ok(ContainerDefinition::builder()
@@ -245,124 +291,157 @@ impl Document {
     }
 }
 
-fn label(names: &Names) -> String {
-    format!("task definition {}", names.task_family)
-}
+/// The stack's task definition family.
+pub struct TaskFamily<'a>(pub &'a Names);
 
-struct LiveRevision {
+pub struct Live {
     arn: String,
     tagged: bool,
     document: Document,
 }
 
-async fn read(aws: &Aws, names: &Names) -> Result<Option<LiveRevision>, AwsError> {
-    let found =
-        aws.ecs.describe_task_definition().task_definition(&names.task_family).include(TaskDefinitionField::Tags).send().await.or_missing(
-            &["ClientException"],
-            &label(names),
-            "ecs:DescribeTaskDefinition",
-        )?;
-    let Some(found) = found else { return Ok(None) };
-    let Some(td) = found.task_definition().filter(|td| td.status() == Some(&TaskDefinitionStatus::Active)) else { return Ok(None) };
-    Ok(Some(LiveRevision {
-        arn: td.task_definition_arn().unwrap_or_default().to_owned(),
-        tagged: super::tagged(found.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))), names),
-        document: Document::from_live(td),
-    }))
+/// The task definition the stack wants.
+pub struct Desired(Document);
+
+impl Desired {
+    pub fn new(aws: &Aws, names: &Names, spec: &TaskSpec) -> Self {
+        Self(Document::desired(aws, names, spec))
+    }
 }
 
 /// The UDP media port of the latest revision: the one running tasks listen on until a new
 /// revision rolls out.
 pub async fn live_udp_port(aws: &Aws, names: &Names) -> Result<Option<u16>, AwsError> {
-    let Some(live) = read(aws, names).await? else { return Ok(None) };
+    let Some(live) = TaskFamily(names).read(aws).await? else { return Ok(None) };
     let ports = live.document.container_definitions.iter().flat_map(|c| &c.port_mappings);
     Ok(ports.filter(|p| p.protocol == "udp").find_map(|p| u16::try_from(p.container_port).ok()))
-}
-
-/// Registers a new revision when the latest one differs from the template; returns the ARN of
-/// the revision the service should run.
-pub async fn ensure(aws: &Aws, names: &Names, spec: &TaskSpec<'_>, mode: Mode) -> Result<(Change, String), AwsError> {
-    let resource = label(names);
-    let desired = Document::desired(aws, names, spec);
-    let change = match read(aws, names).await? {
-        None => Change::Created,
-        Some(live) if !live.tagged => return Err(not_ours(&resource, &names.stack)),
-        Some(live) => {
-            let differences = template::differences(&to_value(&desired), &to_value(&live.document));
-            if differences.is_empty() {
-                return Ok((Change::Unchanged, live.arn));
-            }
-            Change::Updated(differences)
-        }
-    };
-    if mode == Mode::DryRun {
-        return Ok((change, format!("{}:(next revision)", names.task_family)));
-    }
-    let containers = desired.container_definitions.iter().map(|c| Document::container(c, &resource)).collect::<Result<Vec<_>, _>>()?;
-    let registered = aws
-        .ecs
-        .register_task_definition()
-        .family(&desired.family)
-        .network_mode(NetworkMode::from(desired.network_mode.as_str()))
-        .set_requires_compatibilities(Some(desired.requires_compatibilities.iter().map(|c| Compatibility::from(c.as_str())).collect()))
-        .cpu(&desired.cpu)
-        .memory(&desired.memory)
-        .runtime_platform(
-            RuntimePlatform::builder()
-                .cpu_architecture(CpuArchitecture::from(desired.runtime_platform.cpu_architecture.as_str()))
-                .operating_system_family(OsFamily::from(desired.runtime_platform.operating_system_family.as_str()))
-                .build(),
-        )
-        .execution_role_arn(&desired.execution_role_arn)
-        .task_role_arn(&desired.task_role_arn)
-        .set_container_definitions(Some(containers))
-        .tags(Tag::builder().key(TAG_KEY).value(names.tag_value()).build())
-        .send()
-        .await
-        .on(&resource, "ecs:RegisterTaskDefinition")?;
-    let arn = registered.task_definition().and_then(|td| td.task_definition_arn()).unwrap_or_default().to_owned();
-    Ok((change, arn))
 }
 
 fn to_value(document: &Document) -> Value {
     serde_json::to_value(document).unwrap_or(Value::Null)
 }
 
-/// Deregisters every active revision of the family, if the latest is this stack's.
-pub async fn remove(aws: &Aws, names: &Names, mode: Mode) -> Result<Change, AwsError> {
-    let resource = label(names);
-    Found::of(read(aws, names).await?, |live| live.tagged)
-        .remove(mode, async |_| {
-            let revisions = aws
-                .ecs
-                .list_task_definitions()
-                .family_prefix(&names.task_family)
-                .status(TaskDefinitionStatus::Active)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .on(&resource, "ecs:ListTaskDefinitions")?;
-            // The prefix also matches other families starting with ours.
-            let ours = revisions
-                .iter()
-                .filter(|arn| arn.rsplit_once('/').and_then(|(_, r)| r.rsplit_once(':')).is_some_and(|(f, _)| f == names.task_family));
-            for arn in ours {
-                aws.ecs.deregister_task_definition().task_definition(arn).send().await.or_missing(
-                    &["ClientException"],
-                    &resource,
-                    "ecs:DeregisterTaskDefinition",
-                )?;
-            }
-            Ok(())
-        })
-        .await
+impl Resource for TaskFamily<'_> {
+    type Live = Live;
+    type Desired = Desired;
+    /// The ARN of the revision the service should run; `None` only in a dry run that would
+    /// register a new one.
+    type Output = Option<String>;
+
+    fn label(&self) -> String {
+        format!("task definition {}", self.0.task_family)
+    }
+
+    async fn read(&self, aws: &Aws) -> Result<Option<Live>, AwsError> {
+        let found = aws
+            .ecs
+            .describe_task_definition()
+            .task_definition(&self.0.task_family)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .or_missing(&["ClientException"], &self.label(), op!("ecs:DescribeTaskDefinition"))?;
+        let Some(found) = found else { return Ok(None) };
+        let Some(td) = found.task_definition().filter(|td| td.status() == Some(&TaskDefinitionStatus::Active)) else { return Ok(None) };
+        Ok(Some(Live {
+            arn: td.task_definition_arn().unwrap_or_default().to_owned(),
+            tagged: super::tagged(found.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))), self.0),
+            document: Document::from_live(td),
+        }))
+    }
+
+    fn is_ours(&self, live: &Live) -> bool {
+        live.tagged
+    }
+
+    /// Revisions are immutable: any difference is a new revision (an `Update` of the family).
+    fn diff(&self, desired: &Desired, live: &Live) -> Action {
+        Action::update_if(template::differences(&to_value(&desired.0), &to_value(&live.document)))
+    }
+
+    fn output(&self, _: &Aws, desired: &Desired, live: Option<&Live>) -> Option<String> {
+        live.filter(|l| self.diff(desired, l) == Action::NoOp).map(|l| l.arn.clone())
+    }
+
+    async fn create(&self, aws: &Aws, desired: &Desired) -> Result<Option<String>, AwsError> {
+        let resource = self.label();
+        let desired = &desired.0;
+        let containers = desired.container_definitions.iter().map(|c| Document::container(c, &resource)).collect::<Result<Vec<_>, _>>()?;
+        let registered = aws
+            .ecs
+            .register_task_definition()
+            .family(&desired.family)
+            .network_mode(NetworkMode::from(desired.network_mode.as_str()))
+            .set_requires_compatibilities(Some(desired.requires_compatibilities.iter().map(|c| Compatibility::from(c.as_str())).collect()))
+            .cpu(&desired.cpu)
+            .memory(&desired.memory)
+            .runtime_platform(
+                RuntimePlatform::builder()
+                    .cpu_architecture(CpuArchitecture::from(desired.runtime_platform.cpu_architecture.as_str()))
+                    .operating_system_family(OsFamily::from(desired.runtime_platform.operating_system_family.as_str()))
+                    .build(),
+            )
+            .execution_role_arn(&desired.execution_role_arn)
+            .task_role_arn(&desired.task_role_arn)
+            .set_container_definitions(Some(containers))
+            .tags(Tag::builder().key(TAG_KEY).value(self.0.tag_value()).build())
+            .send()
+            .await
+            .on(&resource, op!("ecs:RegisterTaskDefinition"))?;
+        Ok(registered.task_definition().and_then(|td| td.task_definition_arn()).map(str::to_owned))
+    }
+
+    async fn update(&self, aws: &Aws, desired: &Desired, _: &Live) -> Result<Option<String>, AwsError> {
+        self.create(aws, desired).await
+    }
+
+    /// Deregisters every active revision of the family.
+    async fn delete(&self, aws: &Aws, _: Live) -> Result<(), AwsError> {
+        let resource = self.label();
+        let family = &self.0.task_family;
+        let revisions = aws
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(TaskDefinitionStatus::Active)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .on(&resource, op!("ecs:ListTaskDefinitions"))?;
+        // The prefix also matches other families starting with ours.
+        let ours =
+            revisions.iter().filter(|arn| arn.rsplit_once('/').and_then(|(_, r)| r.rsplit_once(':')).is_some_and(|(f, _)| f == family));
+        for arn in ours {
+            aws.ecs.deregister_task_definition().task_definition(arn).send().await.or_missing(
+                &["ClientException"],
+                &resource,
+                op!("ecs:DeregisterTaskDefinition"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self, live: &Live) -> Observed {
+        let image = live.document.container_definitions.first().map(|c| c.image.clone()).unwrap_or_default();
+        Observed::present(Some(live.arn.clone()), format!("{} CPU units, {} MiB, image {image}", live.document.cpu, live.document.memory))
+    }
 }
 
-pub async fn observe(aws: &Aws, names: &Names) -> Result<Observed, AwsError> {
-    Ok(Found::of(read(aws, names).await?, |live| live.tagged).observe(|live| {
-        let image = live.document.container_definitions.first().map(|c| c.image.clone()).unwrap_or_default();
-        Observed::present(Some(live.arn), format!("{} CPU units, {} MiB, image {image}", live.document.cpu, live.document.memory))
-    }))
+#[cfg(test)]
+mod tests {
+    use super::FargateSize;
+
+    #[test]
+    fn only_fargate_cpu_and_memory_pairs_are_accepted() {
+        for (cpu, memory) in [(256, 512), (256, 2048), (512, 4096), (1024, 3072), (4096, 30720), (16384, 122_880)] {
+            assert!(FargateSize::new(cpu, memory).is_ok(), "{cpu}/{memory}");
+        }
+        for (cpu, memory) in [(256, 1536), (256, 4096), (512, 512), (1024, 2500), (4096, 32768), (300, 512)] {
+            assert!(FargateSize::new(cpu, memory).is_err(), "{cpu}/{memory}");
+        }
+        let error = FargateSize::new(1024, 512).expect_err("too little memory");
+        assert!(error.contains("2048 to 8192 in steps of 1024"), "{error}");
+    }
 }

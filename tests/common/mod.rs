@@ -59,17 +59,22 @@ pub fn publisher_bin() -> PathBuf {
     path
 }
 
-/// The static relay binary that `ivsctl deploy` packs into the image, built by
-/// `cargo relay-static` for this profile (scripts/test.sh builds it; this builds it if missing).
-pub fn static_relay() -> PathBuf {
+/// A static binary `ivsctl deploy` ships (`ivs-relay` or `bootstrap`), built by `cargo static`
+/// for this profile (scripts/test.sh builds them; this builds them if missing).
+pub fn static_binary(name: &str) -> PathBuf {
     let profile_dir = bin_dir();
     let profile = profile_dir.file_name().expect("profile").to_owned();
-    let path = profile_dir.parent().expect("target dir").join("x86_64-unknown-linux-gnu").join(profile).join("ivs-relay");
+    let path = profile_dir.parent().expect("target dir").join("x86_64-unknown-linux-gnu").join(profile).join(name);
     if !path.exists() {
-        let status = std::process::Command::new(env!("CARGO")).arg("relay-static").status().expect("cargo");
-        assert!(status.success(), "cargo relay-static failed");
+        let status = std::process::Command::new(env!("CARGO")).arg("static").status().expect("cargo");
+        assert!(status.success(), "cargo static failed");
     }
     path
+}
+
+/// The static relay binary that `ivsctl deploy` packs into the image.
+pub fn static_relay() -> PathBuf {
+    static_binary("ivs-relay")
 }
 
 /// Which binary runs the relay.

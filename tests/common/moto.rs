@@ -15,6 +15,12 @@ pub const REGION: &str = "us-east-1";
 
 impl Moto {
     pub async fn start() -> Moto {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts moto with extra settings, e.g. `MOTO_ECS_SERVICE_RUNNING` (how many tasks a new
+    /// service reports running).
+    pub async fn start_with(settings: &[(&str, &str)]) -> Moto {
         let python = std::env::var("MOTO_PYTHON")
             .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python").to_string_lossy().into_owned());
         assert!(Path::new(&python).exists(), "no Python with moto at {python}: run scripts/test.sh (it makes the venv)");
@@ -22,6 +28,7 @@ impl Moto {
         let child = Command::new(&python)
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .envs(settings.iter().copied())
             .env("MOTO_RECORDER_FILEPATH", std::env::temp_dir().join(format!("moto-recording-{port}.jsonl")))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -85,6 +92,8 @@ impl Moto {
 pub struct Call {
     /// e.g. `CreateRole`, `DescribeServices`, or for REST APIs `POST /2015-03-31/functions`.
     pub action: String,
+    /// The service the request was signed for, e.g. `iam`.
+    pub service: String,
 }
 
 impl Call {
@@ -94,8 +103,12 @@ impl Call {
         let headers = entry["headers"].as_object().cloned().unwrap_or_default();
         let header =
             |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str()).map(str::to_owned);
+        // `Credential=KEY/DATE/REGION/SERVICE/aws4_request`
+        let service = header("Authorization")
+            .and_then(|a| a.split("Credential=").nth(1).and_then(|c| c.split('/').nth(3)).map(str::to_owned))
+            .unwrap_or_default();
         if let Some(target) = header("X-Amz-Target") {
-            return Call { action: target.rsplit('.').next().unwrap_or_default().to_owned() };
+            return Call { action: target.rsplit('.').next().unwrap_or_default().to_owned(), service };
         }
         let body = entry["body"].as_str().unwrap_or_default();
         let body = if entry["body_encoded"].as_bool() == Some(true) {
@@ -107,11 +120,35 @@ impl Call {
         let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
         for pair in body.split('&').chain(query.split('&')) {
             if let Some(action) = pair.strip_prefix("Action=") {
-                return Call { action: action.to_owned() };
+                return Call { action: action.to_owned(), service };
             }
         }
         let path = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..])).unwrap_or(url);
-        Call { action: format!("{} {}", entry["method"].as_str().unwrap_or_default(), path.split('?').next().unwrap_or_default()) }
+        Call { action: format!("{} {}", entry["method"].as_str().unwrap_or_default(), path.split('?').next().unwrap_or_default()), service }
+    }
+
+    /// The IAM action the call needs, e.g. `lambda:AddPermission` (REST calls mapped from their
+    /// method and path).
+    pub fn iam_action(&self) -> String {
+        let Some((method, path)) = self.action.split_once(' ') else { return format!("{}:{}", self.service, self.action) };
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let action = match (self.service.as_str(), method, parts.as_slice()) {
+            ("lambda", "POST", [_, "functions"]) => "CreateFunction",
+            ("lambda", "GET", [_, "functions", _]) => "GetFunction",
+            ("lambda", "DELETE", [_, "functions", _]) => "DeleteFunction",
+            ("lambda", "PUT", [_, "functions", _, "code"]) => "UpdateFunctionCode",
+            ("lambda", "PUT", [_, "functions", _, "configuration"]) => "UpdateFunctionConfiguration",
+            ("lambda", "GET", [_, "functions", _, "configuration"]) => "GetFunctionConfiguration",
+            ("lambda", "GET", [_, "functions", _, "policy"]) => "GetPolicy",
+            ("lambda", "POST", [_, "functions", _, "policy"]) => "AddPermission",
+            ("lambda", "DELETE", [_, "functions", _, "policy", _]) => "RemovePermission",
+            ("lambda", "GET", [_, "tags", ..]) => "ListTags",
+            ("lambda", "POST", [_, "tags", ..]) => "TagResource",
+            // IVS's REST paths are its action names.
+            ("ivs", _, [action]) => action,
+            _ => return format!("{}:{method} {path}", self.service),
+        };
+        format!("{}:{action}", self.service)
     }
 
     /// Whether the call can change anything (every AWS read is a Describe/Get/List/Scan/Query or an HTTP GET).
