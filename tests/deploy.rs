@@ -499,7 +499,9 @@ async fn status_and_scale_list_a_running_task_the_registry_lacks() {
     let moto = Moto::start().await;
     deploy(&moto, "ivs").await;
     let config = moto.sdk_config().await;
-    // A task of the service whose RUNNING event never reached the Lambda (moto starts none itself).
+    // A relay task whose RUNNING event never reached the Lambda. moto starts no task for a service
+    // and lists every task of the cluster for one, so a task run by hand plays it (of a family of
+    // its own: moto's RunTask needs per-container memory, which the relay's does not set).
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let subnets = ec2.describe_subnets().filters(sg_filter("default-for-az", "true")).send().await.expect("subnets");
     let subnet = subnets.subnets()[0].subnet_id().expect("subnet").to_owned();
@@ -509,11 +511,31 @@ async fn status_and_scale_list_a_running_task_the_registry_lacks() {
         .security_groups(group.group_id().unwrap_or_default())
         .build()
         .expect("vpc configuration");
+    // moto moves a task on towards STOPPED at each DescribeTasks unless told to keep it running.
+    let keep_running = serde_json::json!({ "model_name": "ecs::task", "transition": { "progression": "manual", "times": 1000 } });
+    let response = reqwest::Client::new()
+        .post(format!("{}/moto-api/state-manager/set-transition", moto.endpoint))
+        .json(&keep_running)
+        .send()
+        .await
+        .expect("moto state manager");
+    assert!(response.status().is_success());
     let ecs = aws_sdk_ecs::Client::new(&config);
+    let container = aws_sdk_ecs::types::ContainerDefinition::builder().name("relay").image(GIVEN_IMAGE).memory(512).cpu(256).build();
+    ecs.register_task_definition()
+        .family("stand-in")
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(container)
+        .send()
+        .await
+        .expect("stand-in task definition");
     let run = ecs
         .run_task()
         .cluster("ivs")
-        .task_definition("ivs-relay")
+        .task_definition("stand-in")
         .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
         .network_configuration(aws_sdk_ecs::types::NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
         .send()

@@ -190,7 +190,7 @@ impl Deploy<'_> {
     async fn secrets(&self, settings: &Settings) -> anyhow::Result<Secrets> {
         let (aws, names) = (self.aws, self.names);
         let token = parameter::new_token();
-        let wanted = if settings.rotate_token { Wanted::Replace(token) } else { Wanted::Keep(token) };
+        let wanted = if settings.rotate_token { Wanted::Replace(token) } else { Wanted::Keep(Some(token)) };
         self.step(&Parameter { names, kind: Kind::Token }, &wanted).await?;
         let mut secrets = Secrets { task_secrets: vec![("IVS_RELAY_TOKEN", Kind::Token.arn(aws, names))], playback_url: None };
 
@@ -205,11 +205,14 @@ impl Deploy<'_> {
         let arn = channel.as_ref().map(|c| c.arn.clone());
         self.step(&Parameter { names, kind: Kind::Channel }, &arn.map_or(Wanted::Unknown, Wanted::Value)).await?;
 
-        // A new channel comes with its key; otherwise it is read back, so a destination lost or
-        // pointing at another channel is rewritten.
+        // A new channel comes with its key; otherwise the key is read back only when the
+        // destination must be written: lost, or pointing at another channel than recorded.
+        let same_channel = recorded.is_some() && recorded == channel.as_ref().map(|c| c.arn.clone());
+        let has_destination = parameter::value(aws, names, Kind::Destination).await?.is_some();
         let destination = match &channel {
             None => Wanted::Unknown,
             Some(c) if c.stream_key.is_some() => Wanted::Value(c.destination().unwrap_or_default()),
+            Some(_) if same_channel && has_destination => Wanted::Keep(None),
             Some(c) => {
                 let key = crate::stack::channel::stream_key(aws, c).await?;
                 Wanted::Value(Channel { stream_key: Some(key), ..c.clone() }.destination().unwrap_or_default())

@@ -58,8 +58,9 @@ pub struct Live {
 pub enum Wanted {
     /// Exactly this value.
     Value(String),
-    /// Whatever it holds; this value if it has none yet (e.g. a fresh random token).
-    Keep(String),
+    /// Whatever it holds; this value if it has none yet (e.g. a fresh random token). `None`: it
+    /// is known to exist, so no first value is needed.
+    Keep(Option<String>),
     /// A new value even if one exists (token rotation).
     Replace(String),
     /// A value only an earlier step's write makes known (a new channel's stream key): a dry run
@@ -70,7 +71,7 @@ pub enum Wanted {
 impl Parameter<'_> {
     async fn put(&self, aws: &Aws, desired: &Wanted, create: bool) -> Result<(), AwsError> {
         let resource = self.label();
-        let (Wanted::Value(value) | Wanted::Keep(value) | Wanted::Replace(value)) = desired else {
+        let (Wanted::Value(value) | Wanted::Keep(Some(value)) | Wanted::Replace(value)) = desired else {
             return Err(AwsError::new(resource, op!("ssm:PutParameter"), "Internal", "the value was not known when it was to be written"));
         };
         let kind_of_value = if self.kind.secret() { ParameterType::SecureString } else { ParameterType::String };
@@ -181,7 +182,7 @@ mod tests {
         let names = Names::new(&"ivs".parse().expect("name"));
         let token = Parameter { names: &names, kind: Kind::Token };
         let live = Live { value: "old".into(), tagged: true };
-        assert_eq!(token.diff(&Wanted::Keep("new".into()), &live), Action::NoOp);
+        assert_eq!(token.diff(&Wanted::Keep(Some("new".into())), &live), Action::NoOp);
         assert_eq!(token.diff(&Wanted::Value("old".into()), &live), Action::NoOp);
         assert_eq!(token.diff(&Wanted::Value("new".into()), &live), Action::Update(vec!["value".into()]));
         assert!(matches!(token.diff(&Wanted::Replace("old".into()), &live), Action::Update(_)));
