@@ -101,7 +101,7 @@ pub struct DeployArgs {
     #[arg(long, env = "IVSCTL_IMAGE", conflicts_with = "relay_binary")]
     pub image: Option<String>,
 
-    /// The static relay binary the image is made of (default: where `cargo relay-static` puts it
+    /// The static relay binary the image is made of (default: where `cargo static` puts it
     /// for this ivsctl's build profile).
     #[arg(long, env = "IVSCTL_RELAY_BINARY")]
     pub relay_binary: Option<PathBuf>,
@@ -161,7 +161,7 @@ pub struct DeployArgs {
     #[arg(long)]
     pub rotate_token: bool,
 
-    /// The Lambda's `bootstrap` binary (default: next to this ivsctl, where the workspace build puts it).
+    /// The Lambda's static `bootstrap` binary (default: where `cargo static` puts it, beside the relay).
     #[arg(long, env = "IVSCTL_LAMBDA_BOOTSTRAP")]
     pub lambda_bootstrap: Option<PathBuf>,
 
