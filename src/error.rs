@@ -99,3 +99,18 @@ where
 pub fn has_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>, codes: &[&str]) -> bool {
     e.code().is_some_and(|c| codes.contains(&c))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AwsError;
+
+    #[test]
+    fn access_denied_names_the_missing_action_and_where_the_policy_is() {
+        let e = AwsError::new("IAM role ivs-relay-task", "iam:CreateRole", "AccessDenied", "User: arn:aws:iam::1:user/d is not authorized");
+        let text = e.to_string();
+        assert!(text.contains("(missing permission: iam:CreateRole)"), "{text}");
+        assert!(text.contains("`ivsctl policy`"), "{text}");
+        let other = AwsError::new("ECS cluster ivs", "ecs:CreateCluster", "ClientException", "bad").to_string();
+        assert!(!other.contains("missing permission"), "{other}");
+    }
+}

@@ -646,3 +646,35 @@ async fn ivsctl_policy_grants_every_action_deploy_status_scale_and_teardown_take
     assert!(missing.is_empty(), "called but not in `ivsctl policy`: {missing:?}");
     assert!(out.contains("arn:aws:iam::123456789012:role/ivs-relay-execution") && out.contains("iam:PassedToService"), "{out}");
 }
+
+#[tokio::test]
+async fn drift_that_cannot_change_in_place_is_replaced_once_not_updated_forever() {
+    let moto = Moto::start().await;
+    deploy(&moto, "ivs").await;
+    // The registry table made again by hand with another key (and the stack's tag).
+    let config = moto.sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    dynamodb.delete_table().table_name("ivs-relays").send().await.expect("table deleted by hand");
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, Tag};
+    dynamodb
+        .create_table()
+        .table_name("ivs-relays")
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().expect("attribute"),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().expect("key"))
+        .billing_mode(BillingMode::PayPerRequest)
+        .tags(Tag::builder().key("ivsctl:stack").value("ivs").build().expect("tag"))
+        .send()
+        .await
+        .expect("look-alike table");
+
+    let out = deploy(&moto, "ivs").await;
+    assert_eq!(with_verb(&out, "replaced"), ["DynamoDB table ivs-relays"], "{out}");
+    assert!(out.contains("keyed by id (HASH) instead of task_arn (HASH)"), "{out}");
+    let table = dynamodb.describe_table().table_name("ivs-relays").send().await.expect("table");
+    let key: Vec<&str> = table.table().expect("table").key_schema().iter().map(|k| k.attribute_name()).collect();
+    assert_eq!(key, ["task_arn"]);
+    let again = deploy(&moto, "ivs").await;
+    assert_eq!(with_verb(&again, "unchanged").len(), RESOURCES, "replaced once, then stable:\n{again}");
+}
