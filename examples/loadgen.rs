@@ -159,7 +159,12 @@ async fn measure_relay(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Re
 
     let mut publishers = Vec::new();
     for n in 0..args.streams {
-        let child = Command::new(&args.publisher)
+        // The publishers (webrtc-rs encrypting 2.6 Mbit/s each, ~4 % of a core apiece) share this
+        // machine with the relay; at full niceness they yield to it, as the relay would have its
+        // machine to itself when deployed, instead of starving it by sheer number.
+        let child = Command::new("nice")
+            .args(["-n", "19"])
+            .arg(&args.publisher)
             .args(["--url", &format!("{base}/whip/bench{n}"), "--loopback", "--seconds", &(args.seconds + 5).to_string()])
             .arg("--video")
             .arg(&media.video)

@@ -78,12 +78,42 @@ pub struct IceSettings {
     pub loopback_only: bool,
 }
 
+/// What the media socket's kernel receive buffer is asked to hold: every session's packets
+/// arrive on this one socket, and one 720p keyframe is 100-200 kB arriving at once (fast links
+/// deliver it unpaced), while Linux's default of 208 KiB holds one or two. Each loss costs a NACK
+/// and a retransmission, or a PLI and a new keyframe, which load the socket further.
+const MEDIA_RECEIVE_BUFFER: usize = 8 << 20;
+
+/// The one UDP socket all WebRTC media uses, with a receive buffer sized for many sessions.
+fn media_socket(bind: SocketAddr) -> anyhow::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    // The kernel caps the size at net.core.rmem_max; what it granted is logged, with the fix.
+    if let Err(e) = socket.set_recv_buffer_size(MEDIA_RECEIVE_BUFFER) {
+        tracing::warn!(error = %e, "cannot size the media socket's receive buffer");
+    }
+    // Linux reports twice the size asked for (half is its bookkeeping), or twice its cap.
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < MEDIA_RECEIVE_BUFFER {
+        tracing::warn!(
+            granted,
+            wanted = MEDIA_RECEIVE_BUFFER,
+            "the media socket's receive buffer is small: with many sessions packets will be dropped (raise net.core.rmem_max)"
+        );
+    } else {
+        tracing::info!(bytes = granted, "media socket receive buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&bind.into()).with_context(|| format!("cannot bind WebRTC UDP port {bind}"))?;
+    Ok(tokio::net::UdpSocket::from_std(socket.into())?)
+}
+
 /// Builds the relay's one WebRTC API object, with its UDP port bound.
 pub async fn build_api(ice: &IceSettings) -> anyhow::Result<API> {
     let mut engine = codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)?;
 
-    let socket = tokio::net::UdpSocket::bind(ice.bind).await.with_context(|| format!("cannot bind WebRTC UDP port {}", ice.bind))?;
+    let socket = media_socket(ice.bind)?;
     let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
 
     let mut settings = SettingEngine::default();

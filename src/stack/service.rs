@@ -478,6 +478,44 @@ mod tests {
         ServiceState { status: "ACTIVE".into(), desired: 2, running: 2, pending: 0, task_definition: NEW.into(), deployments }
     }
 
+    fn live(task_definition: &str, count: i32, subnets: &[&str], group: &str) -> Service {
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(subnets.iter().map(|s| (*s).to_owned()).collect()))
+            .security_groups(group)
+            .assign_public_ip(AssignPublicIp::Enabled)
+            .build()
+            .expect("vpc");
+        Service::builder()
+            .task_definition(task_definition)
+            .desired_count(count)
+            .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
+            .deployment_configuration(deployment())
+            .build()
+    }
+
+    fn spec(task_definition: Option<&str>, count: Option<i32>) -> ServiceSpec {
+        ServiceSpec {
+            task_definition: task_definition.map(str::to_owned),
+            desired_count: count,
+            subnets: vec!["subnet-b".into(), "subnet-a".into()],
+            security_group: Some("sg-1".into()),
+        }
+    }
+
+    #[test]
+    fn the_service_follows_the_revision_and_network_but_keeps_a_count_scale_set() {
+        let names = Names::new(&"ivs".parse().expect("name"));
+        let service = RelayService(&names);
+        let running = live(OLD, 3, &["subnet-a", "subnet-b"], "sg-1");
+        assert_eq!(service.diff(&spec(Some(OLD), None), &running), Action::NoOp, "subnet order and a scaled count are no change");
+        assert_eq!(service.diff(&spec(Some(NEW), None), &running), Action::Update(vec!["task definition → ivs-relay:8".into()]));
+        assert_eq!(service.diff(&spec(Some(OLD), Some(2)), &running), Action::Update(vec!["desired count 3 → 2".into()]));
+        // A dry run that registers a new revision plans to roll it out.
+        assert_eq!(service.diff(&spec(None, None), &running), Action::Update(vec!["task definition → the new revision".into()]));
+        let moved = live(OLD, 3, &["subnet-c"], "sg-2");
+        assert_eq!(service.diff(&spec(Some(OLD), None), &moved), Action::Update(vec!["subnets".into(), "security group".into()]));
+    }
+
     #[test]
     fn only_the_primary_deployment_completed_on_the_new_revision_is_success() {
         assert_eq!(rollout(&service(vec![deployment("PRIMARY", "COMPLETED", NEW, 2)]), NEW), Rollout::Done);
