@@ -489,7 +489,7 @@ mod tests {
             .task_definition(task_definition)
             .desired_count(count)
             .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
-            .deployment_configuration(deployment())
+            .deployment_configuration(super::deployment())
             .build()
     }
 
