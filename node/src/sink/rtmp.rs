@@ -352,6 +352,19 @@ async fn handshake(
 mod tests {
     use rml_rtmp::sessions::{ClientSession, ClientSessionConfig};
 
+    #[tokio::test]
+    async fn ingest_sockets_probe_a_silent_peer_and_give_up_on_unacknowledged_data() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listener");
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().expect("address")).await.expect("connect");
+        super::watch_liveness(&tcp).expect("socket options");
+        let socket = socket2::SockRef::from(&tcp);
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"), super::KEEPALIVE_IDLE);
+        assert_eq!(socket.tcp_keepalive_interval().expect("TCP_KEEPINTVL"), super::KEEPALIVE_INTERVAL);
+        assert_eq!(socket.tcp_keepalive_retries().expect("TCP_KEEPCNT"), 3);
+        assert_eq!(socket.tcp_user_timeout().expect("TCP_USER_TIMEOUT"), Some(super::TCP_USER_TIMEOUT));
+    }
+
     /// A format 0 chunk on chunk stream 3 carrying a whole AMF0 command message.
     fn command_chunk(payload: &[u8]) -> Vec<u8> {
         let mut chunk = vec![3, 0, 0, 0];
