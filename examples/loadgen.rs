@@ -6,7 +6,10 @@
 //! ```text
 //! cargo build --release -p ivs-relay && cargo build --examples
 //! cargo run --example loadgen -- --streams 10 --seconds 20
+//! cargo run --release --example loadgen -- --streams 10,50,100 --publisher target/release/examples/whip_publish
 //! ```
+//! With several counts, each gets a fresh relay and one row of the table; the seed runs at the
+//! first (smallest) count only.
 //! It needs ffmpeg and nginx with the RTMP module (scripts/test.sh installs them); all traffic
 //! stays on 127.0.0.1.
 
@@ -24,9 +27,9 @@ use test_media::TestMedia as Media;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Publishers at once.
-    #[arg(long, default_value_t = 10)]
-    streams: usize,
+    /// Publishers at once; several (e.g. 10,50,100) make one run and one table.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    streams: Vec<usize>,
     /// Seconds of measurement per engine (after a 3 s warm-up).
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -57,25 +60,47 @@ async fn main() -> anyhow::Result<()> {
     let rtmp_port = free_port()?;
     let _nginx = start_nginx(&work, rtmp_port).await?;
     println!(
-        "{} streams of 1280x720 30 fps H.264 2.5 Mbit/s + Opus 96 kbit/s stereo, {} s each, ingest nginx-rtmp on 127.0.0.1:{rtmp_port}\n",
-        args.streams, args.seconds
+        "1280x720 30 fps H.264 2.5 Mbit/s + Opus 96 kbit/s stereo per stream, {} s per run, ingest nginx-rtmp on 127.0.0.1:{rtmp_port}\n",
+        args.seconds
     );
+    let mut rows = Vec::new();
+    for &streams in &args.streams {
+        rows.push((streams, measure_relay(&args, streams, &media, rtmp_port).await?));
+    }
+    let first = args.streams.iter().copied().min().unwrap_or(10);
+    let seed = measure_seed(&args, first, &media, rtmp_port).await?;
 
-    let relay = measure_relay(&args, &media, rtmp_port).await?;
-    let seed = measure_seed(&args, &media, rtmp_port).await?;
-
-    println!("{:<34}{:>22}{:>28}", "", "ivs-relay", "seed: ffmpeg per stream");
-    println!("{:<34}{:>20.2} %{:>26.2} %", "CPU per stream (one core = 100 %)", relay.cpu_per_stream, seed.cpu_per_stream);
-    println!("{:<34}{:>18.2} MiB{:>24.2} MiB", "memory per stream (RSS)", relay.rss_per_stream_mib, seed.rss_per_stream_mib);
-    println!("{:<34}{:>18.2} MiB{:>28}", "relay idle RSS", relay.idle_rss_mib, "-");
-    println!("{:<34}{:>14.2} / {:.2} ms{:>28}", "video latency p50 / p99", relay.video_p50_ms, relay.video_p99_ms, "n/a");
-    println!("{:<34}{:>14.2} / {:.2} ms{:>28}", "audio latency p50 / p99", relay.audio_p50_ms, relay.audio_p99_ms, "n/a");
     println!(
-        "{:<34}{:>22}{:>28}",
-        "sessions that stayed live",
-        format!("{}/{}", relay.live, args.streams),
-        format!("{}/{}", seed.live, args.streams)
+        "{:<24}{:>9}{:>14}{:>16}{:>14}{:>10}{:>22}{:>22}",
+        "engine", "streams", "in/stream", "CPU/stream", "RSS/stream", "live", "video p50/p99 ms", "audio p50/p99 ms"
     );
+    for (streams, relay) in &rows {
+        println!(
+            "{:<24}{:>9}{:>9.2} Mb/s{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}",
+            "ivs-relay",
+            streams,
+            relay.mbit_per_stream,
+            relay.cpu_per_stream,
+            relay.rss_per_stream_mib,
+            format!("{}/{streams}", relay.live),
+            format!("{:.2} / {:.2}", relay.video_p50_ms, relay.video_p99_ms),
+            format!("{:.2} / {:.2}", relay.audio_p50_ms, relay.audio_p99_ms),
+        );
+    }
+    println!(
+        "{:<24}{:>9}{:>14}{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}",
+        "seed: ffmpeg per stream",
+        first,
+        "-",
+        seed.cpu_per_stream,
+        seed.rss_per_stream_mib,
+        format!("{}/{first}", seed.live),
+        "n/a",
+        "n/a"
+    );
+    if let Some((_, relay)) = rows.first() {
+        println!("relay idle RSS {:.2} MiB", relay.idle_rss_mib);
+    }
     Ok(())
 }
 
@@ -125,6 +150,8 @@ fn total_usage(pids: &[u32]) -> (f64, u64) {
 
 struct RelayFigures {
     cpu_per_stream: f64,
+    /// RTP payload the relay took in, per stream: 2.6 Mbit/s when the publishers keep real time.
+    mbit_per_stream: f64,
     rss_per_stream_mib: f64,
     idle_rss_mib: f64,
     video_p50_ms: f64,
@@ -134,7 +161,7 @@ struct RelayFigures {
     live: usize,
 }
 
-async fn measure_relay(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Result<RelayFigures> {
+async fn measure_relay(args: &Args, streams: usize, media: &Media, rtmp_port: u16) -> anyhow::Result<RelayFigures> {
     let http = free_port()?;
     let udp = free_port()?;
     let mut relay = Command::new(&args.relay)
@@ -158,7 +185,7 @@ async fn measure_relay(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Re
     let (_, idle_rss) = usage(pid)?;
 
     let mut publishers = Vec::new();
-    for n in 0..args.streams {
+    for n in 0..streams {
         // The publishers (webrtc-rs encrypting 2.6 Mbit/s each, ~4 % of a core apiece) share this
         // machine with the relay; at full niceness they yield to it, as the relay would have its
         // machine to itself when deployed, instead of starving it by sheer number.
@@ -186,19 +213,22 @@ async fn measure_relay(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Re
     let wall = started.elapsed().as_secs_f64();
     let metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
     let live = gauge(&metrics, "ivs_relay_sessions") as usize;
-    if live < args.streams {
+    if live < streams {
         // Why the others ended, from the relay's own count (publishers' logs are in the work dir).
         let ended: Vec<&str> = metrics.lines().filter(|l| l.starts_with("ivs_relay_sessions_ended_total")).collect();
-        println!("{live}/{} sessions live; ended: {}", args.streams, ended.join(", "));
+        println!("{live}/{streams} sessions live; ended: {}", ended.join(", "));
     }
     let (video, audio) = (latency(&before_metrics, &metrics, "video"), latency(&before_metrics, &metrics, "audio"));
+    let received = "ivs_relay_rtp_received_bytes_total";
+    let bytes_in = gauge(&metrics, received) - gauge(&before_metrics, received);
     for mut p in publishers {
         let _ = p.kill().await;
     }
     let _ = relay.kill().await;
-    let n = args.streams as f64;
+    let n = streams as f64;
     Ok(RelayFigures {
         cpu_per_stream: (cpu1 - cpu0) / wall * 100.0 / n,
+        mbit_per_stream: bytes_in * 8.0 / wall / n / 1e6,
         rss_per_stream_mib: (rss.saturating_sub(idle_rss)) as f64 / n / 1048576.0,
         idle_rss_mib: idle_rss as f64 / 1048576.0,
         video_p50_ms: video.0,
@@ -215,9 +245,9 @@ struct SeedFigures {
     live: usize,
 }
 
-async fn measure_seed(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Result<SeedFigures> {
+async fn measure_seed(args: &Args, streams: usize, media: &Media, rtmp_port: u16) -> anyhow::Result<SeedFigures> {
     let mut engines = Vec::new();
-    for n in 0..args.streams {
+    for n in 0..streams {
         let child = Command::new("ffmpeg")
             .args(["-v", "error", "-re", "-f", "h264", "-framerate", "30", "-i"])
             .arg(&media.video)
@@ -262,7 +292,7 @@ async fn measure_seed(args: &Args, media: &Media, rtmp_port: u16) -> anyhow::Res
     for mut e in engines {
         let _ = e.kill().await;
     }
-    let n = args.streams as f64;
+    let n = streams as f64;
     Ok(SeedFigures { cpu_per_stream: (cpu1 - cpu0) / wall * 100.0 / n, rss_per_stream_mib: rss as f64 / n / 1048576.0, live })
 }
 
