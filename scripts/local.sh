@@ -13,4 +13,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-exec cargo run --release --locked --bin ivsctl -- local "$@"
+# --no-default-features: without the AWS commands (the `aws` feature), so the first build skips
+# the AWS SDK, which `ivsctl local` never calls.
+exec cargo run --release --locked --no-default-features --bin ivsctl -- local "$@"

@@ -1,14 +1,21 @@
 //! `ivsctl`: run the browser-to-IVS streaming path locally, or deploy and operate it on AWS.
 //! `main` parses, dispatches, and reports an error chain once.
 
+#[cfg(feature = "aws")]
 mod aws;
 mod cli;
 mod commands;
+#[cfg(feature = "aws")]
 mod error;
+#[cfg(feature = "aws")]
 mod image;
+#[cfg(feature = "aws")]
 mod permissions;
+#[cfg(feature = "aws")]
 mod stack;
+#[cfg(feature = "aws")]
 mod ui;
+#[cfg(feature = "aws")]
 mod wait;
 
 use std::process::ExitCode;
@@ -34,34 +41,17 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let filter = match (&cli.command, cli.aws.verbose) {
-        (Command::Local(_), _) => "warn,ivs_relay=info,ivsctl=info",
-        (_, 0) => "error",
-        (_, 1) => "warn,ivsctl=debug",
-        _ => "info,ivsctl=debug,aws_smithy_runtime=debug",
+    let filter = match &cli.command {
+        Command::Local(_) => "warn,ivs_relay=info,ivsctl=info",
+        #[cfg(feature = "aws")]
+        Command::Aws(_) => cli.aws.log_filter(),
     };
     ivs_relay::server::init_logging(filter);
     ivs_relay::server::install_crypto_provider();
-    let target = cli.aws.target();
     let result = match cli.command {
         Command::Local(args) => commands::local::run(args.listen, args.https, args.streaming).await,
-        Command::Deploy(args) => match args.resolve() {
-            Ok(settings) => commands::deploy::run(&target, settings).await,
-            Err(e) => {
-                eprintln!("ivsctl: {e} (see ivsctl deploy --help)");
-                return ExitCode::FAILURE;
-            }
-        },
-        Command::Status(args) => {
-            let settings = commands::status::Settings { show_token: args.show_token, show_stream_key: args.show_stream_key };
-            commands::status::run(&target, settings).await
-        }
-        Command::Scale(args) => commands::scale::run(&target, args.tasks, args.wait.resolve()).await,
-        Command::Teardown(args) => {
-            let mode = if args.dry_run { stack::Mode::DryRun } else { stack::Mode::Apply };
-            commands::teardown::run(&target, commands::teardown::Settings { mode, confirmed: args.yes }).await
-        }
-        Command::Policy(args) => commands::policy::run(&target, args.account.as_deref()),
+        #[cfg(feature = "aws")]
+        Command::Aws(command) => cli::aws::run(&cli.aws, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

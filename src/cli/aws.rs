@@ -1,31 +1,16 @@
-//! The command line: clap types, and their resolution into the settings each command takes
-//! (checked here, before any AWS call).
+//! The AWS commands' command line (`deploy`, `status`, `scale`, `teardown`, `policy`) and its
+//! resolution into each command's settings.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use ivs_relay::config::StreamingArgs;
+use clap::{Args, Subcommand};
 
-use crate::aws;
 use crate::commands::{self, Target, deploy};
-use crate::stack::StackName;
 use crate::stack::channel::ChannelSpec;
 use crate::stack::log_group::RETENTION_DAYS;
 use crate::stack::task_definition::FargateSize;
-
-/// Go live on Amazon IVS (or any RTMP ingest) from a browser: run the relay locally, or deploy
-/// and operate it on AWS.
-#[derive(Debug, Parser)]
-#[command(version, propagate_version = true)]
-pub struct Cli {
-    #[command(flatten)]
-    pub aws: AwsArgs,
-
-    #[command(subcommand)]
-    pub command: Command,
-}
+use crate::stack::{Mode, StackName};
 
 /// Which stack, where, and how to report (all commands but `local`).
 #[derive(Debug, Args)]
@@ -56,10 +41,8 @@ pub struct AwsArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the whole streaming path on this machine, no AWS account needed: open the printed
-    /// URL, press Go Live; recordings go to ./recordings unless --destination says otherwise.
-    Local(LocalArgs),
+#[allow(clippy::large_enum_variant)] // Parsed once per run.
+pub enum AwsCommand {
     /// Create the stack, or bring every resource of it back to what it should be.
     Deploy(DeployArgs),
     /// Show every resource of the stack, the service's tasks and the running relays.
@@ -71,20 +54,6 @@ pub enum Command {
     /// Print the least-privilege IAM policy that deploy, status, scale and teardown of this stack
     /// need (attach it to the deployer's user or role).
     Policy(PolicyArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct LocalArgs {
-    /// Address for the web app and WHIP.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-
-    /// Serve HTTPS with a self-signed certificate (browsers on other machines need a secure page).
-    #[arg(long)]
-    pub https: bool,
-
-    #[command(flatten)]
-    pub streaming: StreamingArgs,
 }
 
 #[derive(Debug, Args)]
@@ -223,7 +192,7 @@ impl AwsArgs {
     pub fn target(&self) -> Target {
         Target {
             stack: self.stack.clone(),
-            connection: aws::Settings {
+            connection: crate::aws::Settings {
                 region: self.region.clone(),
                 profile: self.profile.clone(),
                 endpoint_url: self.endpoint_url.clone(),
@@ -236,7 +205,8 @@ impl AwsArgs {
 impl DeployArgs {
     /// The deploy's settings, or why these flags cannot work together.
     pub fn resolve(self) -> Result<deploy::Settings, String> {
-        let size = FargateSize::new(self.cpu, self.memory).map_err(|e| format!("--cpu {} --memory {}: {e}", self.cpu, self.memory))?;
+        let size = FargateSize::new(self.cpu, self.memory)
+            .map_err(|e| format!("--cpu {} --memory {}: {e} (see ivsctl deploy --help)", self.cpu, self.memory))?;
         let spec = ChannelSpec { channel_type: self.channel_type, latency_mode: self.latency_mode };
         let channel = match (self.ivs, self.ivs_channel) {
             (_, Some(arn)) => deploy::ChannelChoice::Adopt(arn),
@@ -248,7 +218,7 @@ impl DeployArgs {
             None => deploy::RelaySource::Binary(self.relay_binary),
         };
         Ok(deploy::Settings {
-            mode: if self.dry_run { crate::stack::Mode::DryRun } else { crate::stack::Mode::Apply },
+            mode: if self.dry_run { Mode::DryRun } else { Mode::Apply },
             tasks: self.tasks,
             relay,
             registry_url: self.registry_url,
@@ -288,6 +258,35 @@ fn duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("{text:?}: use s, m or h")),
     };
     Ok(Duration::from_secs(seconds))
+}
+
+impl AwsArgs {
+    /// How much to log: errors only, unless -v or -vv.
+    pub fn log_filter(&self) -> &'static str {
+        match self.verbose {
+            0 => "error",
+            1 => "warn,ivsctl=debug",
+            _ => "info,ivsctl=debug,aws_smithy_runtime=debug",
+        }
+    }
+}
+
+/// Runs one AWS command.
+pub async fn run(args: &AwsArgs, command: AwsCommand) -> anyhow::Result<()> {
+    let target = args.target();
+    match command {
+        AwsCommand::Deploy(deploy_args) => commands::deploy::run(&target, deploy_args.resolve().map_err(anyhow::Error::msg)?).await,
+        AwsCommand::Status(status) => {
+            let settings = commands::status::Settings { show_token: status.show_token, show_stream_key: status.show_stream_key };
+            commands::status::run(&target, settings).await
+        }
+        AwsCommand::Scale(scale) => commands::scale::run(&target, scale.tasks, scale.wait.resolve()).await,
+        AwsCommand::Teardown(teardown) => {
+            let mode = if teardown.dry_run { Mode::DryRun } else { Mode::Apply };
+            commands::teardown::run(&target, commands::teardown::Settings { mode, confirmed: teardown.yes }).await
+        }
+        AwsCommand::Policy(policy) => commands::policy::run(&target, policy.account.as_deref()),
+    }
 }
 
 #[cfg(test)]
