@@ -88,17 +88,17 @@ const MEDIA_RECEIVE_BUFFER: usize = 8 << 20;
 fn media_socket(bind: SocketAddr) -> anyhow::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
-    // The kernel caps the size at net.core.rmem_max; what it granted is logged, with the fix.
+    // The kernel caps the size at net.core.rmem_max; what it granted is logged.
     if let Err(e) = socket.set_recv_buffer_size(MEDIA_RECEIVE_BUFFER) {
         tracing::warn!(error = %e, "cannot size the media socket's receive buffer");
     }
-    // Linux reports twice the size asked for (half is its bookkeeping), or twice its cap.
-    let granted = socket.recv_buffer_size().unwrap_or(0);
+    // Linux books twice the size granted (half for its own overhead) and reports that.
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
     if granted < MEDIA_RECEIVE_BUFFER {
-        tracing::warn!(
-            granted,
+        tracing::info!(
+            bytes = granted,
             wanted = MEDIA_RECEIVE_BUFFER,
-            "the media socket's receive buffer is small: with many sessions packets will be dropped (raise net.core.rmem_max)"
+            "media socket receive buffer capped by net.core.rmem_max: raise it for many sessions"
         );
     } else {
         tracing::info!(bytes = granted, "media socket receive buffer");
