@@ -71,12 +71,20 @@ async fn main() -> anyhow::Result<()> {
     let seed = measure_seed(&args, first, &media, rtmp_port).await?;
 
     println!(
-        "{:<24}{:>9}{:>14}{:>16}{:>14}{:>10}{:>22}{:>22}",
-        "engine", "streams", "in/stream", "CPU/stream", "RSS/stream", "live", "video p50/p99 ms", "audio p50/p99 ms"
+        "{:<24}{:>9}{:>14}{:>16}{:>14}{:>10}{:>22}{:>22}{:>24}",
+        "engine",
+        "streams",
+        "in/stream",
+        "CPU/stream",
+        "RSS/stream",
+        "live",
+        "video p50/p99 ms",
+        "audio p50/p99 ms",
+        "1st keyframe p50/p99"
     );
     for (streams, relay) in &rows {
         println!(
-            "{:<24}{:>9}{:>9.2} Mb/s{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}",
+            "{:<24}{:>9}{:>9.2} Mb/s{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}{:>24}",
             "ivs-relay",
             streams,
             relay.mbit_per_stream,
@@ -85,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
             format!("{}/{streams}", relay.live),
             format!("{:.2} / {:.2}", relay.video_p50_ms, relay.video_p99_ms),
             format!("{:.2} / {:.2}", relay.audio_p50_ms, relay.audio_p99_ms),
+            format!("{:.0} / {:.0} ms", relay.first_keyframe_ms.0, relay.first_keyframe_ms.1),
         );
     }
     println!(
@@ -152,6 +161,8 @@ struct RelayFigures {
     cpu_per_stream: f64,
     /// RTP payload the relay took in, per stream: 2.6 Mbit/s when the publishers keep real time.
     mbit_per_stream: f64,
+    /// Offer answered → first keyframe sent to the ingest, p50 and p99 (ms).
+    first_keyframe_ms: (f64, f64),
     rss_per_stream_mib: f64,
     idle_rss_mib: f64,
     video_p50_ms: f64,
@@ -219,6 +230,8 @@ async fn measure_relay(args: &Args, streams: usize, media: &Media, rtmp_port: u1
         println!("{live}/{streams} sessions live; ended: {}", ended.join(", "));
     }
     let (video, audio) = (latency(&before_metrics, &metrics, "video"), latency(&before_metrics, &metrics, "audio"));
+    // Every session started before the first scrape: the whole histogram.
+    let first_keyframe = quantiles("", &metrics, "ivs_relay_first_keyframe_seconds_bucket{", "");
     let received = "ivs_relay_rtp_received_bytes_total";
     let bytes_in = gauge(&metrics, received) - gauge(&before_metrics, received);
     for mut p in publishers {
@@ -229,6 +242,7 @@ async fn measure_relay(args: &Args, streams: usize, media: &Media, rtmp_port: u1
     Ok(RelayFigures {
         cpu_per_stream: (cpu1 - cpu0) / wall * 100.0 / n,
         mbit_per_stream: bytes_in * 8.0 / wall / n / 1e6,
+        first_keyframe_ms: first_keyframe,
         rss_per_stream_mib: (rss.saturating_sub(idle_rss)) as f64 / n / 1048576.0,
         idle_rss_mib: idle_rss as f64 / 1048576.0,
         video_p50_ms: video.0,
@@ -303,10 +317,15 @@ fn gauge(metrics: &str, name: &str) -> f64 {
 /// p50 and p99 (ms) of the relay's latency histogram for `track`, over the measured window
 /// (the difference of two scrapes), interpolated within buckets.
 fn latency(before: &str, after: &str, track: &str) -> (f64, f64) {
+    quantiles(before, after, "ivs_relay_relay_latency_seconds_bucket{", &format!("track=\"{track}\""))
+}
+
+/// p50 and p99 (ms) of the histogram whose bucket lines start with `prefix` and contain `label`,
+/// over the difference of two scrapes.
+fn quantiles(before: &str, after: &str, prefix: &str, label: &str) -> (f64, f64) {
     let buckets = |text: &str| -> Vec<(f64, f64)> {
-        let prefix = "ivs_relay_relay_latency_seconds_bucket{";
         text.lines()
-            .filter(|l| l.starts_with(prefix) && l.contains(&format!("track=\"{track}\"")))
+            .filter(|l| l.starts_with(prefix) && l.contains(label))
             .filter_map(|l| {
                 let le = l.split("le=\"").nth(1)?.split('"').next()?;
                 let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub repaired_packets: Counter,
     /// Time from the RTP packet that completed a frame to its FLV tag leaving for the ingest.
     pub relay_latency: Family<TrackLabel, Histogram>,
+    /// Time from a session's start (its offer answered) to its first keyframe leaving for the ingest.
+    pub first_keyframe: Histogram,
 }
 
 impl Default for Metrics {
@@ -62,6 +64,8 @@ impl Metrics {
             lost_packets: Counter::default(),
             repaired_packets: Counter::default(),
             relay_latency: Family::new_with_constructor(latency_histogram),
+            // 0.1 s .. 10 s: the target on loopback is 1.5 s.
+            first_keyframe: Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
             registry: Registry::default(),
         };
         registry.register("sessions", "WHIP sessions open now", metrics.sessions.clone());
@@ -83,6 +87,11 @@ impl Metrics {
             metrics.repaired_packets.clone(),
         );
         registry.register("relay_latency_seconds", "RTP in to FLV tag out, per track", metrics.relay_latency.clone());
+        registry.register(
+            "first_keyframe_seconds",
+            "Offer answered to the session's first keyframe sent to the ingest",
+            metrics.first_keyframe.clone(),
+        );
         Self { registry, ..metrics }
     }
 

@@ -156,6 +156,8 @@ impl Session {
                 tls: params.tls.clone(),
                 dns: params.dns.clone(),
                 has_audio: summary.has_audio,
+                started: Instant::now(),
+                first_keyframe: Arc::new(std::sync::Once::new()),
             },
         );
         params.metrics.sessions.inc();

@@ -8,8 +8,8 @@ mod file;
 pub mod queue;
 mod rtmp;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -31,6 +31,9 @@ pub struct SinkContext {
     pub tls: Arc<rustls::ClientConfig>,
     pub dns: crate::dns::Dns,
     pub has_audio: bool,
+    /// When the session started (its offer answered), and whether its first keyframe has left.
+    pub started: Instant,
+    pub first_keyframe: Arc<Once>,
 }
 
 pub struct SinkHandle {
@@ -52,6 +55,9 @@ pub fn spawn(destination: Destination, ctx: SinkContext) -> SinkHandle {
 fn observe_sent(ctx: &SinkContext, tag: &Tag, bytes: usize) {
     ctx.status.media_sent(bytes);
     ctx.metrics.bytes_sent.inc_by(bytes as u64);
+    if tag.kind == TagKind::Video && tag.keyframe && !tag.is_header {
+        ctx.first_keyframe.call_once(|| ctx.metrics.first_keyframe.observe(ctx.started.elapsed().as_secs_f64()));
+    }
     let label = match tag.kind {
         TagKind::Video if !tag.is_header => metrics::VIDEO,
         TagKind::Audio if !tag.is_header => metrics::AUDIO,
