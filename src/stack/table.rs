@@ -171,7 +171,11 @@ impl Resource for Table<'_> {
         )?;
         // A table is DELETING for a while, and a replacement with its name is refused until it is gone.
         let deadline = tokio::time::Instant::now() + PROPAGATION;
-        while self.read(aws).await?.is_some() && tokio::time::Instant::now() < deadline {
+        while tokio::time::Instant::now() < deadline {
+            let described = aws.dynamodb.describe_table().table_name(&self.0.table).send().await;
+            if described.or_missing(&["ResourceNotFoundException"], &self.label(), op!("dynamodb:DescribeTable"))?.is_none() {
+                break;
+            }
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
         Ok(())
