@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use crate::address::{AddressPolicy, Restrictions};
 use crate::destination::{Destination, Secret};
 use crate::dns::{Dns, NameServer};
+use crate::protection::ProtectionSettings;
 
 /// A secret flag value: an empty one (say `IVS_RELAY_TOKEN=`) is a mistake, never "no token".
 fn non_empty_secret(value: &str) -> Result<Secret, String> {
@@ -131,6 +132,12 @@ pub enum HttpSecurity {
         cert: PathBuf,
         key: PathBuf,
     },
+    /// PEM certificate chain and key themselves (a deployed task gets them as variables, the
+    /// key from SSM SecureString).
+    Pem {
+        cert: String,
+        key: Secret,
+    },
     /// A self-signed certificate made at start, for the given names.
     SelfSigned,
 }
@@ -159,6 +166,8 @@ pub struct RelayConfig {
     pub max_sessions: usize,
     pub aac_bitrate: u32,
     pub playback_url: Option<String>,
+    /// ECS task scale-in protection while sessions are live (deployed tasks only).
+    pub task_protection: Option<ProtectionSettings>,
 }
 
 impl RelayConfig {
@@ -210,6 +219,7 @@ impl RelayConfig {
             max_sessions: args.max_sessions,
             aac_bitrate: args.aac_bitrate,
             playback_url: args.playback_url,
+            task_protection: None,
         })
     }
 }

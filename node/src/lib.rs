@@ -13,6 +13,7 @@
 //! * `guard` — what a WHIP request passes first: origin, token, rate, body deadline; CORS.
 //! * `connections` — the cap on open HTTP connections.
 //! * `metrics` — Prometheus counters and histograms.
+//! * `protection` — ECS task scale-in protection while sessions are live.
 //! * `config` — command-line flags and the settings resolved from them.
 //! * `server` — puts it together: listeners, shutdown.
 
@@ -27,6 +28,7 @@ pub mod media;
 pub mod metrics;
 pub mod offer;
 pub mod peer;
+pub mod protection;
 pub mod relay;
 pub mod server;
 pub mod session;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::sync::watch;
 use webrtc::api::API;
 
 use crate::address::AddressPolicy;
@@ -15,6 +16,7 @@ use crate::config::RelayConfig;
 use crate::destination::Destination;
 use crate::guard::PostRateLimit;
 use crate::metrics::Metrics;
+use crate::protection::ProtectionStatus;
 use crate::session::{Session, SessionError, SessionParams};
 use crate::status::StatusReport;
 
@@ -40,6 +42,9 @@ pub struct Relay {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Streams with a session being set up or live: one publisher per stream.
     streams: Mutex<HashSet<String>>,
+    /// How many sessions are open, for whoever must follow it (task protection, draining).
+    open: watch::Sender<usize>,
+    pub protection: Arc<ProtectionStatus>,
     accepting: AtomicBool,
 }
 
@@ -67,6 +72,8 @@ impl Relay {
             api,
             sessions: Mutex::default(),
             streams: Mutex::default(),
+            open: watch::Sender::new(0),
+            protection: Arc::default(),
             accepting: AtomicBool::new(true),
         }
     }
@@ -85,6 +92,11 @@ impl Relay {
 
     pub fn session_count(&self) -> usize {
         self.sessions().len()
+    }
+
+    /// Follows the number of open sessions.
+    pub fn watch_sessions(&self) -> watch::Receiver<usize> {
+        self.open.subscribe()
     }
 
     /// Stream names held, by live sessions and by those being set up.
@@ -137,21 +149,33 @@ impl Relay {
         };
         let (relay, ended) = (Arc::downgrade(self), id.clone());
         let register = |session: &Arc<Session>| {
-            self.sessions().insert(id.clone(), session.clone());
+            let mut sessions = self.sessions();
+            sessions.insert(id.clone(), session.clone());
+            self.open.send_replace(sessions.len());
         };
         let on_end = move || {
             if let Some(relay) = relay.upgrade() {
-                relay.sessions().remove(&ended);
+                let mut sessions = relay.sessions();
+                sessions.remove(&ended);
+                relay.open.send_replace(sessions.len());
             }
             drop(reservation); // the name goes last: a new session may start only after this one is gone
         };
         Ok(Session::start(&self.api, offer, params, register, on_end).await?)
     }
 
-    /// Stops taking sessions and ends every open one cleanly (RTMP deleteStream), waiting at
-    /// most `grace`.
-    pub async fn drain(&self, grace: Duration) {
+    /// Stops taking sessions (`/healthz` says draining), lets the open ones go on for up to
+    /// `keep_live` or until they end on their own, then ends the rest cleanly (RTMP
+    /// deleteStream), waiting at most `grace` for that.
+    pub async fn drain(&self, keep_live: Duration, grace: Duration) {
         self.accepting.store(false, Ordering::SeqCst);
+        let mut open = self.watch_sessions();
+        if !keep_live.is_zero() && *open.borrow() > 0 {
+            tracing::info!(sessions = *open.borrow(), "draining: live sessions go on for up to {keep_live:?}");
+            if tokio::time::timeout(keep_live, open.wait_for(|n| *n == 0)).await.is_ok() {
+                return;
+            }
+        }
         let sessions: Vec<Arc<Session>> = self.sessions().values().cloned().collect();
         for session in &sessions {
             session.stop(crate::status::EndReason::ShuttingDown);

@@ -25,8 +25,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Serves until `shutdown` resolves, then drains.
-    pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    /// Serves until `shutdown` resolves, then drains: no new sessions, the live ones go on for
+    /// up to `keep_live` (a deployed task's stop timeout), then end cleanly.
+    pub async fn serve_until(self, shutdown: impl Future<Output = ()>, keep_live: Duration) -> anyhow::Result<()> {
         let Running { relay, handle, server, .. } = self;
         tokio::select! {
             () = shutdown => {}
@@ -35,8 +36,8 @@ impl Running {
                 return Ok(());
             }
         }
-        tracing::info!(sessions = relay.session_count(), "shutting down: no new sessions, ending open ones");
-        relay.drain(DRAIN_GRACE).await;
+        tracing::info!(sessions = relay.session_count(), "shutting down: no new sessions");
+        relay.drain(keep_live, DRAIN_GRACE).await;
         handle.graceful_shutdown(Some(Duration::from_secs(2)));
         Ok(())
     }
@@ -60,7 +61,11 @@ pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
     let http_addr = listener.local_addr()?;
     let security = config.http.clone();
     let limits = config.http_limits.clone();
+    let protection = config.task_protection.clone();
     let relay = Arc::new(Relay::new(config, api));
+    if let Some(settings) = protection {
+        tokio::spawn(crate::protection::maintain(settings, relay.watch_sessions(), relay.protection.clone()));
+    }
     // The client's address is what POSTs are rate-limited by.
     let app = crate::whip::router(relay.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
@@ -72,6 +77,7 @@ pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
             &std::fs::read(&cert).with_context(|| format!("cannot read --tls-cert {}", cert.display()))?,
             &std::fs::read(&key).with_context(|| format!("cannot read --tls-key {}", key.display()))?,
         )?),
+        HttpSecurity::Pem { cert, key } => Some(server_tls(cert.as_bytes(), key.expose().as_bytes())?),
         HttpSecurity::SelfSigned => {
             let (cert, key) = self_signed(http_addr)?;
             tracing::warn!(

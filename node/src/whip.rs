@@ -184,7 +184,12 @@ async fn trickle() -> Response {
 
 async fn healthz(State(relay): State<Arc<Relay>>) -> Response {
     let (status, code) = if relay.accepting() { ("ok", StatusCode::OK) } else { ("draining", StatusCode::SERVICE_UNAVAILABLE) };
-    let body = serde_json::json!({ "status": status, "sessions": relay.session_count(), "reserved": relay.reservation_count() });
+    let body = serde_json::json!({
+        "status": status,
+        "sessions": relay.session_count(),
+        "reserved": relay.reservation_count(),
+        "protected": relay.protection.enabled(),
+    });
     (code, Json(body)).into_response()
 }
 

@@ -26,7 +26,7 @@ pub async fn run(listen: SocketAddr, https: bool, mut streaming: StreamingArgs) 
     println!("  WHIP endpoint:  {base}/whip/{{stream}}{}", if token_required { "  (Authorization: Bearer <token>)" } else { "" });
     println!("  destination:    {shown_destination}");
     println!("Press Ctrl-C to stop.");
-    running.serve_until(server::shutdown_signal()).await?;
+    running.serve_until(server::shutdown_signal(), std::time::Duration::ZERO).await?;
     println!("ivsctl local: stopped");
     Ok(())
 }

@@ -218,10 +218,15 @@ impl Relay {
             .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
     }
 
+    /// Sends SIGTERM (what ECS sends to stop a task).
+    pub fn signal_term(&self) {
+        let pid = self.child.id().expect("running");
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().expect("running") as i32;
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        self.signal_term();
         tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("relay exits within 20 s of SIGTERM").expect("wait")
     }
 }
