@@ -4,11 +4,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use common::lambda::{Invocation, RuntimeApi};
 use common::moto::Moto;
 use ivs_ip_register::handler::{Handler, Outcome};
 use ivs_ip_register::network::Network;
@@ -152,85 +150,30 @@ async fn other_clusters_and_malformed_events_are_acknowledged_without_writes() {
     assert!(running[0].note.as_deref().is_some_and(|n| n.contains("no public IP")));
 }
 
-/// A minimal Lambda Runtime API: hands out queued events, collects the answers.
-#[derive(Default)]
-struct RuntimeApi {
-    queue: Mutex<Vec<Value>>,
-    served: std::sync::atomic::AtomicUsize,
-    answers: Mutex<Vec<(String, String, Value)>>,
-}
-
-async fn runtime_api(api: Arc<RuntimeApi>) -> u16 {
-    use axum::extract::{Path, State};
-    use axum::http::HeaderMap;
-    use axum::routing::{get, post};
-    async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
-        loop {
-            let event = api.queue.lock().expect("queue").pop();
-            if let Some(event) = event {
-                let n = api.served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let mut headers = HeaderMap::new();
-                headers.insert("lambda-runtime-aws-request-id", format!("req-{n}").parse().expect("header"));
-                headers.insert("lambda-runtime-deadline-ms", "9999999999999".parse().expect("header"));
-                headers.insert(
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:123456789012:function:ivs-ip-register".parse().expect("header"),
-                );
-                return (headers, event.to_string());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    async fn answer(State(api): State<Arc<RuntimeApi>>, Path((id, kind)): Path<(String, String)>, body: String) -> &'static str {
-        let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-        api.answers.lock().expect("answers").push((id, kind, value));
-        "{}"
-    }
-    let app = axum::Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(answer))
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    port
-}
-
-/// The static bootstrap `ivsctl deploy` zips (`cargo static`): the binary Lambda runs.
-fn bootstrap_bin() -> PathBuf {
-    common::static_binary("bootstrap")
-}
-
 #[tokio::test]
 async fn the_built_bootstrap_serves_invocations_through_the_runtime_api() {
     let moto = Moto::start().await;
     let config = moto.sdk_config().await;
     create_table(&config).await;
     let (eni, public_ip) = eni_with_public_ip(&config).await;
-    let api = Arc::new(RuntimeApi::default());
-    // Popped from the end: RUNNING first, then a malformed one, then another cluster's.
-    *api.queue.lock().expect("queue") =
-        vec![event("elsewhere", "z", "RUNNING", 2, &eni), json!({"garbage": true}), event(CLUSTER, "t9", "RUNNING", 2, &eni)];
-    let port = runtime_api(api.clone()).await;
+    let api = RuntimeApi::start().await;
+    let mut env: Vec<(String, String)> = moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.extend([("REGISTRY_TABLE".to_owned(), TABLE.to_owned()), ("CLUSTER".to_owned(), CLUSTER.to_owned())]);
+    let _bootstrap = api.spawn_bootstrap(&env);
 
-    let _bootstrap = tokio::process::Command::new(bootstrap_bin())
-        .envs(moto.env())
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "ivs-ip-register")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/ivs-ip-register")
-        .env("REGISTRY_TABLE", TABLE)
-        .env("CLUSTER", CLUSTER)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("bootstrap starts");
-    let done = common::wait_until(Duration::from_secs(30), || async { api.answers.lock().expect("answers").len() == 3 }).await;
-    assert!(done.is_some(), "answers: {:?}", api.answers.lock().expect("answers"));
-    let answers = api.answers.lock().expect("answers").clone();
-    assert!(answers.iter().all(|(_, kind, _)| kind == "response"), "every invocation answered, none failed: {answers:?}");
-    let outcomes: Vec<&str> = answers.iter().map(|(_, _, v)| v["outcome"].as_str().unwrap_or("")).collect();
-    assert_eq!(outcomes, vec!["running", "malformed", "ignored"]);
-    assert_eq!(answers[0].2["public_ip"], public_ip.as_str());
+    let mut outcomes = Vec::new();
+    for event in [event(CLUSTER, "t9", "RUNNING", 2, &eni), json!({"garbage": true}), event("elsewhere", "z", "RUNNING", 2, &eni)] {
+        match api.invoke(event).await {
+            Invocation::Response(answer) => outcomes.push(answer),
+            Invocation::Error(error) => panic!("an invocation failed: {error}"),
+        }
+    }
+    let kinds: Vec<&str> = outcomes.iter().map(|v| v["outcome"].as_str().unwrap_or("")).collect();
+    assert_eq!(kinds, vec!["running", "malformed", "ignored"]);
+    assert_eq!(outcomes[0]["public_ip"], public_ip.as_str());
+    // The same bootstrap without the front door's settings refuses a Function URL request
+    // (an error, not a wrong answer).
+    let request =
+        json!({"rawPath": "/", "headers": {}, "requestContext": {"http": {"method": "GET"}, "timeEpoch": 0}, "isBase64Encoded": false});
+    assert!(matches!(api.invoke(request).await, Invocation::Error(_)));
 }

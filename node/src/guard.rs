@@ -190,24 +190,6 @@ async fn read_body(body: Body, deadline: Duration) -> Result<Bytes, Refusal> {
     }
 }
 
-/// The page's content security policy: everything from the relay itself; HLS playback and
-/// its media from HTTPS (IVS playback URLs), from the origin of `--playback-url` whatever its
-/// scheme, and `blob:` (Media Source Extensions).
-pub fn content_security_policy(playback_url: Option<&str>) -> HeaderValue {
-    let playback = playback_url
-        .and_then(|u| url::Url::parse(u).ok())
-        .map(|u| u.origin().ascii_serialization())
-        .filter(|origin| origin != "null" && origin.bytes().all(|b| b.is_ascii_graphic()))
-        .map(|origin| format!(" {origin}"))
-        .unwrap_or_default();
-    let policy = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-         media-src 'self' blob: https:{playback}; connect-src 'self' https:{playback}; worker-src 'self' blob:; \
-         object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    );
-    HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"))
-}
-
 /// Headers on every response: CORS when any origin may call (the relay has a token), and the
 /// web app's protections.
 pub async fn response_headers(State(relay): State<Arc<Relay>>, mut response: Response) -> Response {
@@ -216,10 +198,7 @@ pub async fn response_headers(State(relay): State<Arc<Relay>>, mut response: Res
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("location, etag, link"));
     }
-    h.insert(header::CONTENT_SECURITY_POLICY, relay.content_security_policy.clone());
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.extend(relay.page_headers.clone());
     response
 }
 
@@ -253,16 +232,6 @@ mod tests {
         let lan = OriginPolicy::SameOrigin { loopback_host: false };
         assert!(lan.check(&headers(&[(header::HOST, "192.168.1.5:8443"), (header::ORIGIN, "https://192.168.1.5:8443")])).is_ok());
         assert!(OriginPolicy::AnyOrigin.check(&headers(&[(header::ORIGIN, "https://studio.example")])).is_ok());
-    }
-
-    #[test]
-    fn the_policy_lets_the_page_play_from_the_configured_origin_only() {
-        let policy = content_security_policy(Some("http://127.0.0.1:8081/live/x.m3u8"));
-        let policy = policy.to_str().expect("ascii");
-        assert!(policy.contains("connect-src 'self' https: http://127.0.0.1:8081;"), "{policy}");
-        assert!(policy.contains("frame-ancestors 'none'"));
-        let plain = content_security_policy(Some("not a url; script-src *"));
-        assert!(!plain.to_str().expect("ascii").contains('*'));
     }
 
     #[test]

@@ -123,7 +123,10 @@ pub async fn build_api(ice: &IceSettings) -> anyhow::Result<API> {
     // Browsers' `.local` candidates would need multicast queries; the browser's own checks
     // reach us anyway, and we learn its address from them.
     settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
-    if let Some(ip) = ice.public_ip {
+    // On loopback the only interface address is 127.0.0.1, whatever loopback address the
+    // socket is bound to: advertise the bound one, or checks go where nothing listens.
+    let advertised = ice.public_ip.or_else(|| ice.loopback_only.then(|| ice.bind.ip()));
+    if let Some(ip) = advertised {
         settings.set_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);
     }
     if ice.loopback_only {

@@ -36,8 +36,8 @@ pub struct Relay {
     pub config: RelayConfig,
     pub metrics: Arc<Metrics>,
     pub(crate) post_rate: PostRateLimit,
-    /// The web app's content security policy, made once from the configuration.
-    pub(crate) content_security_policy: axum::http::HeaderValue,
+    /// The web app's protections (its content security policy first), made once.
+    pub(crate) page_headers: axum::http::HeaderMap,
     api: API,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Streams with a session being set up or live: one publisher per stream.
@@ -66,7 +66,7 @@ impl Relay {
     pub fn new(config: RelayConfig, api: API) -> Self {
         Self {
             post_rate: PostRateLimit::per_minute(config.http_limits.posts_per_minute),
-            content_security_policy: crate::guard::content_security_policy(config.playback_url.as_deref()),
+            page_headers: page_headers(config.playback_url.as_deref()),
             config,
             metrics: Arc::new(Metrics::new()),
             api,
@@ -185,4 +185,12 @@ impl Relay {
             tracing::warn!("some sessions did not end within {grace:?}");
         }
     }
+}
+
+fn page_headers(playback_url: Option<&str>) -> axum::http::HeaderMap {
+    use axum::http::{HeaderName, HeaderValue};
+    ivs_web::page_headers(playback_url)
+        .into_iter()
+        .filter_map(|(name, value)| Some((HeaderName::from_static(name), HeaderValue::try_from(value).ok()?)))
+        .collect()
 }

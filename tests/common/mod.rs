@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod impair;
 pub mod ingest;
+pub mod lambda;
 pub mod moto;
 pub mod offer;
 pub mod probe;
@@ -84,6 +85,8 @@ enum Program {
     Local,
     /// `ivs-relay`, as deployed (plain HTTP here): logs its address.
     Deployed,
+    /// `ivs-relay` over HTTPS with the certificate its flags give.
+    DeployedTls,
 }
 
 /// The relay (`ivsctl local`, or `ivs-relay` as deployed) on loopback with a fresh HTTP and
@@ -109,6 +112,12 @@ impl Relay {
         Self::start_program(Program::Deployed, cwd, extra).await
     }
 
+    /// `ivs-relay` over HTTPS (give `--tls-cert-pem`/`--tls-key-pem` or files, and `--listen`
+    /// to choose the loopback address).
+    pub async fn start_deployed_tls(cwd: &Path, extra: &[&str]) -> Relay {
+        Self::start_program(Program::DeployedTls, cwd, extra).await
+    }
+
     async fn start_program(program: Program, cwd: &Path, extra: &[&str]) -> Relay {
         let mut attempts = 0;
         loop {
@@ -116,7 +125,7 @@ impl Relay {
             match Self::try_start(program, cwd, extra).await {
                 Ok(relay) => return relay,
                 Err(log) if attempts < 3 && log.contains("Address already in use") => continue,
-                Err(log) => panic!("ivsctl local exited before listening:\n{log}"),
+                Err(log) => panic!("the relay exited before listening:\n{log}"),
             }
         }
     }
@@ -149,9 +158,13 @@ impl Relay {
                 c.arg("--http");
                 c
             }
+            (Program::DeployedTls, None) => Command::new(bin_dir().join("ivs-relay")),
         };
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         let mut child = command
-            .args(["--listen", "127.0.0.1:0", "--udp-port", &udp])
+            .args(["--udp-port", &udp])
             .args(extra)
             .current_dir(cwd)
             .env("RUST_LOG", "info,ivs_relay=debug")
@@ -178,6 +191,9 @@ impl Relay {
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
                 base
             }
+            (Program::DeployedTls, None) => {
+                logged_address(&mut child, &stderr_log).await.map(|base| base.replacen("http://", "https://", 1))
+            }
             _ => logged_address(&mut child, &stderr_log).await,
         };
         let Some(base) = base else {
@@ -195,7 +211,7 @@ impl Relay {
 
     /// The relay's `/healthz` document.
     pub async fn health(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/healthz", self.base)).await.expect("healthz").json().await.expect("healthz JSON")
+        insecure_client().get(format!("{}/healthz", self.base)).send().await.expect("healthz").json().await.expect("healthz JSON")
     }
 
     pub fn whip(&self, stream: &str) -> String {
@@ -229,6 +245,11 @@ impl Relay {
         self.signal_term();
         tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("relay exits within 20 s of SIGTERM").expect("wait")
     }
+}
+
+/// A client for the relays' self-signed HTTPS (and plain HTTP) in tests.
+pub fn insecure_client() -> reqwest::Client {
+    reqwest::Client::builder().danger_accept_invalid_certs(true).build().expect("client")
 }
 
 /// The `http=ADDR` of `ivs-relay`'s "relay listening" log line, as a base URL; `None` if the
@@ -289,9 +310,10 @@ impl Publisher {
     }
 
     /// Waits for the publisher to finish (it sends DELETE at the end).
-    pub async fn finish(mut self) {
-        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait()).await.expect("publisher ends").expect("wait");
-        assert!(status.success(), "publisher failed: {status}");
+    pub async fn finish(self) {
+        let output =
+            tokio::time::timeout(Duration::from_secs(120), self.child.wait_with_output()).await.expect("publisher ends").expect("wait");
+        assert!(output.status.success(), "publisher failed: {}: {}", output.status, String::from_utf8_lossy(&output.stderr));
     }
 
     pub fn kill(&mut self) {
