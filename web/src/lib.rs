@@ -72,8 +72,8 @@ mod tests {
 
     #[test]
     fn every_file_is_found_at_its_path() {
-        for file in FILES {
-            assert_eq!(file(file.path).map(|f| f.path), Some(file.path));
+        for served in FILES {
+            assert_eq!(file(served.path).map(|f| f.path), Some(served.path));
         }
         assert_eq!(file("/index.html").map(|f| f.path), Some("/"));
         assert!(file("/../Cargo.toml").is_none());

@@ -82,19 +82,12 @@ impl FrontDoor {
         let method = request.request_context.http.method.as_deref().and_then(|m| Method::from_bytes(m.as_bytes()).ok());
         let path = request.raw_path.clone().unwrap_or_else(|| "/".to_owned());
         let Some(method) = method else { return text(StatusCode::BAD_REQUEST, "no HTTP method in the request") };
-        let response = match self.route(&method, &path, request).await {
-            Ok(response) | Err(response) => response,
-        };
+        let response = self.route(&method, &path, request).await.unwrap_or_else(|refusal| text(refusal.0, &refusal.1));
         tracing::info!(%method, %path, status = response.status_code, "request");
         response
     }
 
-    async fn route(
-        &self,
-        method: &Method,
-        path: &str,
-        request: LambdaFunctionUrlRequest,
-    ) -> Result<LambdaFunctionUrlResponse, LambdaFunctionUrlResponse> {
+    async fn route(&self, method: &Method, path: &str, request: LambdaFunctionUrlRequest) -> Result<LambdaFunctionUrlResponse, Refusal> {
         if let Some(rest) = path.strip_prefix("/whip/") {
             let body = body(&request)?;
             return match rest.split('/').collect::<Vec<_>>()[..] {
@@ -102,16 +95,16 @@ impl FrontDoor {
                 [_] => self.to_any_relay(method, path, &request.headers, body).await,
                 [stream, resource] => {
                     let Some((tag, session)) = location::split(resource) else {
-                        return Err(text(StatusCode::NOT_FOUND, "no such session"));
+                        return Err(refuse(StatusCode::NOT_FOUND, "no such session"));
                     };
                     let relay = self.directory.find(tag).await.map_err(registry_unavailable)?;
                     let Some(relay) = relay else {
-                        return Err(text(StatusCode::NOT_FOUND, "no such session (its relay is gone)"));
+                        return Err(refuse(StatusCode::NOT_FOUND, "no such session (its relay is gone)"));
                     };
                     let forwarded = self.forward(&relay, method, &format!("/whip/{stream}/{session}"), &request.headers, body).await;
                     forwarded.map(|answer| answer.into_response(None)).map_err(|e| relay_failed(&relay, &e))
                 }
-                _ => Err(text(StatusCode::NOT_FOUND, "not found")),
+                _ => Err(refuse(StatusCode::NOT_FOUND, "not found")),
             };
         }
         if path == "/api/config" && method == Method::GET {
@@ -119,8 +112,8 @@ impl FrontDoor {
         }
         match ivs_web::file(path) {
             Some(file) if method == Method::GET || method == Method::HEAD => Ok(self.page(file)),
-            Some(_) => Err(text(StatusCode::METHOD_NOT_ALLOWED, "only GET")),
-            None => Err(text(StatusCode::NOT_FOUND, "not found")),
+            Some(_) => Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "only GET")),
+            None => Err(refuse(StatusCode::NOT_FOUND, "not found")),
         }
     }
 
@@ -133,12 +126,7 @@ impl FrontDoor {
 
     /// A new session: the ready relays in turn, least loaded first, until one answers with
     /// anything but "full" (503).
-    async fn create(
-        &self,
-        stream: &str,
-        headers: &HeaderMap,
-        body: Vec<u8>,
-    ) -> Result<LambdaFunctionUrlResponse, LambdaFunctionUrlResponse> {
+    async fn create(&self, stream: &str, headers: &HeaderMap, body: Vec<u8>) -> Result<LambdaFunctionUrlResponse, Refusal> {
         let ranking = self.directory.ranked().await.map_err(registry_unavailable)?;
         let mut refused = 0;
         for relay in &ranking.ready {
@@ -151,7 +139,7 @@ impl FrontDoor {
                 Err(e) => tracing::warn!(relay = %relay.tag, error = %error_chain(&e), "relay skipped: the offer did not get through"),
             }
         }
-        Err(text(StatusCode::BAD_GATEWAY, &ranking.shortfall(refused)))
+        Err(refuse(StatusCode::BAD_GATEWAY, ranking.shortfall(refused)))
     }
 
     /// Requests any relay answers the same (OPTIONS, the page's configuration).
@@ -161,14 +149,14 @@ impl FrontDoor {
         path: &str,
         headers: &HeaderMap,
         body: Vec<u8>,
-    ) -> Result<LambdaFunctionUrlResponse, LambdaFunctionUrlResponse> {
+    ) -> Result<LambdaFunctionUrlResponse, Refusal> {
         let ranking = self.directory.ranked().await.map_err(registry_unavailable)?;
         for relay in &ranking.ready {
             if let Ok(answer) = self.forward(relay, method, path, headers, body.clone()).await {
                 return Ok(answer.into_response(None));
             }
         }
-        Err(text(StatusCode::BAD_GATEWAY, &ranking.shortfall(0)))
+        Err(refuse(StatusCode::BAD_GATEWAY, ranking.shortfall(0)))
     }
 
     async fn forward(
@@ -246,6 +234,13 @@ fn response(status: StatusCode, headers: HeaderMap, body: &[u8]) -> LambdaFuncti
     response
 }
 
+/// A request the front door answers itself, with a status and one line for the person.
+pub struct Refusal(StatusCode, String);
+
+fn refuse(status: StatusCode, reason: impl Into<String>) -> Refusal {
+    Refusal(status, reason.into())
+}
+
 /// A one-line answer of the front door's own, shaped like the relay's refusals.
 fn text(status: StatusCode, reason: &str) -> LambdaFunctionUrlResponse {
     let mut headers = HeaderMap::new();
@@ -257,25 +252,25 @@ fn text(status: StatusCode, reason: &str) -> LambdaFunctionUrlResponse {
     response(status, headers, format!("{reason}\n").as_bytes())
 }
 
-fn body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, LambdaFunctionUrlResponse> {
+fn body(request: &LambdaFunctionUrlRequest) -> Result<Vec<u8>, Refusal> {
     let Some(body) = &request.body else { return Ok(Vec::new()) };
     if request.is_base64_encoded {
         base64::engine::general_purpose::STANDARD
             .decode(body)
-            .map_err(|_| text(StatusCode::BAD_REQUEST, "the request body is marked base64 but is not"))
+            .map_err(|_| refuse(StatusCode::BAD_REQUEST, "the request body is marked base64 but is not"))
     } else {
         Ok(body.clone().into_bytes())
     }
 }
 
-fn registry_unavailable(e: crate::registry::RegistryError) -> LambdaFunctionUrlResponse {
+fn registry_unavailable(e: crate::registry::RegistryError) -> Refusal {
     tracing::error!(error = %e, "relay registry unreadable");
-    text(StatusCode::SERVICE_UNAVAILABLE, "the relay registry cannot be read right now; try again shortly")
+    refuse(StatusCode::SERVICE_UNAVAILABLE, "the relay registry cannot be read right now; try again shortly")
 }
 
-fn relay_failed(relay: &RelayAddress, e: &reqwest::Error) -> LambdaFunctionUrlResponse {
+fn relay_failed(relay: &RelayAddress, e: &reqwest::Error) -> Refusal {
     tracing::warn!(relay = %relay.tag, error = %error_chain(e), "relay did not answer");
-    text(StatusCode::BAD_GATEWAY, "the session's relay did not answer; try again shortly")
+    refuse(StatusCode::BAD_GATEWAY, "the session's relay did not answer; try again shortly")
 }
 
 /// An error with its causes, on one line (reqwest's own message hides the TLS reason).
