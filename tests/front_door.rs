@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use common::browser::{browser, event};
 use common::lambda::FunctionUrl;
 use common::moto::Moto;
 use common::probe::probe;
@@ -164,6 +165,26 @@ async fn sessions_spread_over_two_relays_and_their_urls_reach_the_relay_that_hol
             probe(&recording).assert_good(1280, 720, 6.0);
         }
     }
+}
+
+#[tokio::test]
+async fn chromium_goes_live_through_the_front_door_url() {
+    let stack = Stack::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = stack.relay(&dir, "task-a", "127.0.0.2", stack.pair(), &[]).await;
+    let front = stack.front_door().await;
+    let events = browser(&["--url", &format!("{}/?stream=phone", front.base), "--token", TOKEN, "--seconds", "5"]).await;
+    let shown = &event(&events, "stats")["shown"];
+    assert_eq!(shown["st-state"], "live", "{events:?}");
+    assert!(event(&events, "stopped")["live_ms"].as_f64() > Some(4000.0));
+    // Stop sent DELETE through the front door: the relay has no session left.
+    assert!(wait_until(Duration::from_secs(5), || async { sessions(&relay).await == 0 }).await.is_some());
+    let recordings = recordings(&dir);
+    assert_eq!(recordings.len(), 1, "{recordings:?}");
+    let recording = probe(&recordings[0]);
+    assert_eq!(recording.video_codec.as_deref(), Some("h264"));
+    assert_eq!(recording.audio_codec.as_deref(), Some("aac"));
+    assert!(recording.duration > 3.0, "{} s recorded", recording.duration);
 }
 
 #[tokio::test]
