@@ -126,6 +126,10 @@ pub const ACTIONS: &[(&str, Scope)] = &[
     ("lambda:GetPolicy", Scope::Function),
     ("lambda:AddPermission", Scope::Function),
     ("lambda:RemovePermission", Scope::Function),
+    ("lambda:GetFunctionUrlConfig", Scope::Function),
+    ("lambda:CreateFunctionUrlConfig", Scope::Function),
+    ("lambda:UpdateFunctionUrlConfig", Scope::Function),
+    ("lambda:DeleteFunctionUrlConfig", Scope::Function),
     ("events:DescribeRule", Scope::Rule),
     ("events:PutRule", Scope::Rule),
     ("events:DeleteRule", Scope::Rule),
@@ -190,12 +194,13 @@ impl Target<'_> {
         let stack = &n.stack;
         match scope {
             Scope::Any => vec!["*".to_owned()],
-            Scope::Roles => {
-                [&n.execution_role, &n.task_role, &n.lambda_role].iter().map(|r| self.arn("iam", &format!("role/{r}"))).collect()
-            }
+            Scope::Roles => [&n.execution_role, &n.task_role, &n.lambda_role, &n.front_door_role]
+                .iter()
+                .map(|r| self.arn("iam", &format!("role/{r}")))
+                .collect(),
             Scope::LinkedRole => vec![self.arn("iam", "role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS")],
             Scope::Repository => vec![self.arn("ecr", &format!("repository/{}", n.repository))],
-            Scope::LogGroups => [&n.relay_log_group, &n.lambda_log_group]
+            Scope::LogGroups => [&n.relay_log_group, &n.lambda_log_group, &n.front_door_log_group]
                 .iter()
                 .flat_map(|g| [self.arn("logs", &format!("log-group:{g}")), self.arn("logs", &format!("log-group:{g}:*"))])
                 .collect(),
@@ -209,7 +214,7 @@ impl Target<'_> {
             Scope::Cluster => vec![self.arn("ecs", &format!("cluster/{}", n.cluster))],
             Scope::Service => vec![self.arn("ecs", &format!("service/{}/{}", n.cluster, n.service))],
             Scope::Tasks => vec![self.arn("ecs", &format!("task/{}/*", n.cluster))],
-            Scope::Function => vec![self.arn("lambda", &format!("function:{}", n.function))],
+            Scope::Function => [&n.function, &n.front_door].iter().map(|f| self.arn("lambda", &format!("function:{f}"))).collect(),
             Scope::Rule => vec![self.arn("events", &format!("rule/{}", n.rule))],
         }
     }
@@ -275,7 +280,7 @@ mod tests {
         assert!(text.contains("arn:aws:ecs:eu-west-1:111122223333:service/demo/demo-relay"), "{text}");
         assert!(text.contains("arn:aws:iam::111122223333:role/demo-relay-execution"), "{text}");
         let pass = statements.iter().find(|s| s["Sid"] == "PassRoles").expect("PassRole");
-        assert_eq!(pass["Resource"].as_array().map(Vec::len), Some(3));
+        assert_eq!(pass["Resource"].as_array().map(Vec::len), Some(4));
     }
 
     #[test]

@@ -10,9 +10,10 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 use common::cli::{assert_ok, stderr, stdout, with_verb};
 use common::moto::Moto;
 
-/// Lines of a deploy: the stack's 15 resources (with the token's SSM parameter and the Lambda's
-/// invoke permission) and the account's ECS service-linked role.
-const RESOURCES: usize = 16;
+/// Lines of a deploy: the stack's 23 resources (with the token's and the relay certificate's SSM
+/// parameters, the registry's invoke permission, the front door with its URL and two public
+/// grants) and the account's ECS service-linked role.
+const RESOURCES: usize = 24;
 /// Teardown deletes the stack's resources, not the account's service-linked role.
 const TEARDOWN_STEPS: usize = RESOURCES - 1;
 const TEARDOWN_LINES: usize = TEARDOWN_STEPS;
@@ -104,9 +105,15 @@ async fn deploy_creates_exactly_the_stack_and_a_second_deploy_writes_nothing() {
     assert!(out.contains(&format!("deploy: {RESOURCES} created")), "summary:\n{out}");
 
     let config = moto.sdk_config().await;
-    // IAM: three roles, tagged, with the right trust.
+    // IAM: four roles, tagged, with the right trust.
     let iam = aws_sdk_iam::Client::new(&config);
-    for (role, principal) in [("ivs-relay-execution", "ecs-tasks"), ("ivs-relay-task", "ecs-tasks"), ("ivs-ip-register", "lambda")] {
+    let roles = [
+        ("ivs-relay-execution", "ecs-tasks"),
+        ("ivs-relay-task", "ecs-tasks"),
+        ("ivs-ip-register", "lambda"),
+        ("ivs-front-door", "lambda"),
+    ];
+    for (role, principal) in roles {
         let found = iam.get_role().role_name(role).send().await.expect(role);
         let role = found.role().expect("role");
         assert!(role.tags().iter().any(|t| t.key() == "ivsctl:stack" && t.value() == "ivs"), "{} is tagged", role.role_name());
@@ -117,14 +124,26 @@ async fn deploy_creates_exactly_the_stack_and_a_second_deploy_writes_nothing() {
     let execution_policy = iam.get_role_policy().role_name("ivs-relay-execution").policy_name("ivsctl").send().await.expect("policy");
     let execution_policy = percent_encoding::percent_decode_str(execution_policy.policy_document()).decode_utf8_lossy().into_owned();
     assert!(execution_policy.contains(":repository/ivs-relay"), "image pull scoped to the repository: {execution_policy}");
-    assert!(
-        iam.list_role_policies().role_name("ivs-relay-task").send().await.expect("task role").policy_names().is_empty(),
-        "task role holds nothing"
-    );
+    let role_policy = |role: &'static str| {
+        let iam = iam.clone();
+        async move {
+            let policy = iam.get_role_policy().role_name(role).policy_name("ivsctl").send().await.expect("policy");
+            let text = percent_encoding::percent_decode_str(policy.policy_document()).decode_utf8_lossy().into_owned();
+            serde_json::from_str::<serde_json::Value>(&text).expect("policy JSON")
+        }
+    };
+    // The task role may do exactly one thing: hold its own task's scale-in protection.
+    let task_policy = role_policy("ivs-relay-task").await;
+    assert_eq!(task_policy["Statement"].as_array().map(Vec::len), Some(1), "{task_policy}");
+    assert_eq!(task_policy["Statement"][0]["Action"], serde_json::json!(["ecs:UpdateTaskProtection"]));
+    assert_eq!(task_policy["Statement"][0]["Resource"], "arn:aws:ecs:us-east-1:123456789012:task/ivs/*");
+    // The front door reads the registry, and nothing else of the stack.
+    let front_door_policy = role_policy("ivs-front-door").await.to_string();
+    assert!(front_door_policy.contains("dynamodb:Scan") && !front_door_policy.contains("PutItem"), "{front_door_policy}");
 
-    // The security group lets in exactly TCP 443 and the UDP media port.
+    // The security group lets in exactly the relays' HTTPS port and the UDP media port.
     let (group, rules) = ingress(&config, "ivs").await;
-    assert_eq!(rules, ["tcp 443-443 0.0.0.0/0", "tcp 443-443 ::/0", "udp 50000-50000 0.0.0.0/0", "udp 50000-50000 ::/0"]);
+    assert_eq!(rules, ["tcp 8443-8443 0.0.0.0/0", "tcp 8443-8443 ::/0", "udp 50000-50000 0.0.0.0/0", "udp 50000-50000 ::/0"]);
 
     // The registry table: on demand, TTL on expires_at.
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
@@ -147,6 +166,22 @@ async fn deploy_creates_exactly_the_stack_and_a_second_deploy_writes_nothing() {
         ecs.describe_task_definition().task_definition(service.task_definition().unwrap_or_default()).send().await.expect("task def");
     let container = &task.task_definition().expect("td").container_definitions()[0];
     assert_eq!(container.image(), Some(GIVEN_IMAGE), "--image runs as given");
+    // Draining gets Fargate's longest stop timeout; the relay's HTTPS is on an unprivileged port.
+    assert_eq!(container.stop_timeout(), Some(120));
+    assert_eq!(container.port_mappings().first().and_then(|p| p.container_port()), Some(8443));
+    let relay_cert = aws_sdk_ssm::Client::new(&config)
+        .get_parameter()
+        .name("/ivsctl/ivs/relay-cert")
+        .send()
+        .await
+        .expect("certificate parameter")
+        .parameter()
+        .and_then(|p| p.value().map(str::to_owned))
+        .expect("value");
+    assert!(relay_cert.starts_with("-----BEGIN CERTIFICATE-----"), "{relay_cert}");
+    let task_env = |name: &str| container.environment().iter().find(|e| e.name() == Some(name)).and_then(|e| e.value());
+    assert_eq!(task_env("IVS_RELAY_TLS_CERT_PEM"), Some(relay_cert.as_str()), "the task serves the stack's certificate");
+    assert!(container.secrets().iter().any(|s| s.name() == "IVS_RELAY_TLS_KEY_PEM" && s.value_from().ends_with("/ivsctl/ivs/relay-key")));
     assert_eq!(
         container.log_configuration().and_then(|l| l.options()).and_then(|o| o.get("awslogs-group")).map(String::as_str),
         Some("/ivsctl/ivs/relay")
@@ -165,6 +200,23 @@ async fn deploy_creates_exactly_the_stack_and_a_second_deploy_writes_nothing() {
         targets.targets().iter().map(|t| t.arn()).collect::<Vec<_>>(),
         [function.configuration().and_then(|c| c.function_arn()).unwrap_or_default()]
     );
+
+    // The front door: the same code, pinning the same certificate, behind a public URL with
+    // both grants such a URL needs.
+    let front_door = lambda.get_function().function_name("ivs-front-door").send().await.expect("front door");
+    let config_of = front_door.configuration().expect("configuration");
+    assert_eq!(config_of.code_sha256(), function.configuration().and_then(|c| c.code_sha256()), "one bootstrap for both");
+    let env = config_of.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+    assert_eq!(env.get("RELAY_CERT"), Some(&relay_cert));
+    assert_eq!(env.get("RELAY_PORT").map(String::as_str), Some("8443"));
+    let url = lambda.get_function_url_config().function_name("ivs-front-door").send().await.expect("function URL");
+    assert_eq!(url.auth_type().as_str(), "NONE");
+    assert!(out.contains(&format!("web app: {}", url.function_url().trim_end_matches('/'))), "deploy prints the URL:\n{out}");
+    assert!(out.contains("WHIP (OBS): ") && out.contains("/whip/<stream>"), "{out}");
+    let policy = lambda.get_policy().function_name("ivs-front-door").send().await.expect("policy");
+    let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap_or("{}")).expect("policy JSON");
+    let actions: Vec<&str> = policy["Statement"].as_array().into_iter().flatten().filter_map(|s| s["Action"].as_str()).collect();
+    assert_eq!(actions, ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"], "{policy}");
 
     // Again: everything unchanged, and not one write call.
     moto.start_recording().await;
@@ -414,6 +466,7 @@ async fn deploy_with_ivs_keeps_the_stream_key_and_token_in_ssm_and_out_of_sight(
         refs,
         [
             ("IVS_RELAY_DESTINATION".to_owned(), "arn:aws:ssm:us-east-1:123456789012:parameter/ivsctl/ivs/destination".to_owned()),
+            ("IVS_RELAY_TLS_KEY_PEM".to_owned(), "arn:aws:ssm:us-east-1:123456789012:parameter/ivsctl/ivs/relay-key".to_owned()),
             ("IVS_RELAY_TOKEN".to_owned(), "arn:aws:ssm:us-east-1:123456789012:parameter/ivsctl/ivs/token".to_owned()),
         ]
     );
@@ -592,6 +645,7 @@ async fn a_dry_run_plan_is_a_json_document_in_the_order_deploy_status_and_teardo
         [
             ("log group /ivsctl/ivs/relay", "retention 30 → 7 days"),
             ("log group /aws/lambda/ivs-ip-register", "retention 30 → 7 days"),
+            ("log group /aws/lambda/ivs-front-door", "retention 30 → 7 days"),
             ("ECS service ivs-relay", "desired count 1 → 3")
         ],
         "{live:#}"
@@ -677,4 +731,24 @@ async fn drift_that_cannot_change_in_place_is_replaced_once_not_updated_forever(
     assert_eq!(key, ["task_arn"]);
     let again = deploy(&moto, "ivs").await;
     assert_eq!(with_verb(&again, "unchanged").len(), RESOURCES, "replaced once, then stable:\n{again}");
+}
+
+#[tokio::test]
+async fn a_front_door_url_or_grant_removed_by_hand_is_put_back_and_nothing_else_written() {
+    let moto = Moto::start().await;
+    deploy(&moto, "ivs").await;
+    let lambda = aws_sdk_lambda::Client::new(&moto.sdk_config().await);
+    let before = lambda.get_function_url_config().function_name("ivs-front-door").send().await.expect("url").function_url().to_owned();
+    lambda.delete_function_url_config().function_name("ivs-front-door").send().await.expect("delete url");
+    lambda.remove_permission().function_name("ivs-front-door").statement_id("ivsctl-ivs-public-url-invoke").send().await.expect("revoke");
+
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait"]).await);
+    assert_eq!(with_verb(&out, "created").len(), 2, "{out}");
+    assert!(out.contains("created    Function URL of ivs-front-door"), "{out}");
+    assert!(out.contains("created    public lambda:InvokeFunction permission of ivs-front-door"), "{out}");
+    assert_eq!(with_verb(&out, "unchanged").len(), RESOURCES - 2, "{out}");
+    let after = lambda.get_function_url_config().function_name("ivs-front-door").send().await.expect("url again").function_url().to_owned();
+    assert!(out.contains(&format!("web app: {}", after.trim_end_matches('/'))), "the new URL is printed:\n{out}");
+    // A Function URL made again has a new address (the README says so): deploy shows it.
+    assert_ne!(before, after);
 }

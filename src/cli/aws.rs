@@ -130,6 +130,11 @@ pub struct DeployArgs {
     #[arg(long)]
     pub rotate_token: bool,
 
+    /// Make a new TLS key pair for the relays (the front door pins the new certificate; running
+    /// relays are replaced by the rollout).
+    #[arg(long)]
+    pub rotate_relay_cert: bool,
+
     /// The Lambda's static `bootstrap` binary (default: where `cargo static` puts it, beside the relay).
     #[arg(long, env = "IVSCTL_LAMBDA_BOOTSTRAP")]
     pub lambda_bootstrap: Option<PathBuf>,
@@ -230,6 +235,7 @@ impl DeployArgs {
             subnets: self.subnets,
             channel,
             rotate_token: self.rotate_token,
+            rotate_relay_cert: self.rotate_relay_cert,
             lambda_bootstrap: self.lambda_bootstrap,
             wait: self.wait.resolve(),
         })

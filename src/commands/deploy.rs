@@ -3,6 +3,7 @@
 //! difference, or with `--dry-run` only plan it. The Lambda, its rule and its permission exist
 //! before the service starts its first task, so no task's RUNNING event is lost.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -13,6 +14,7 @@ use crate::aws::{self, Aws};
 use crate::image::{Artifact, Image, read_static};
 use crate::stack::channel::{Channel, ChannelSpec, IvsChannel};
 use crate::stack::function::{Function, FunctionSpec, Permission};
+use crate::stack::function_url::{FunctionUrl, InvokeAction, PublicInvoke};
 use crate::stack::iam::{Role, RoleSpec};
 use crate::stack::log_group::{LogGroup, Retention};
 use crate::stack::network::{GroupSpec, SecurityGroup};
@@ -23,7 +25,9 @@ use crate::stack::rule::{Rule, RuleSpec};
 use crate::stack::service::{RelayService, ServiceSpec};
 use crate::stack::table::Table;
 use crate::stack::task_definition::{self, FargateSize, TaskFamily, TaskSpec};
-use crate::stack::template::{self, ECS_TASKS_TRUST, EXECUTION_ROLE_POLICY, LAMBDA_ROLE_POLICY, LAMBDA_TRUST};
+use crate::stack::template::{
+    self, ECS_TASKS_TRUST, EXECUTION_ROLE_POLICY, FRONT_DOOR_ROLE_POLICY, LAMBDA_ROLE_POLICY, LAMBDA_TRUST, TASK_ROLE_POLICY,
+};
 use crate::stack::{Change, Mode, Names, cluster, image as stack_image, linked_role, network, service};
 use crate::ui::Ui;
 
@@ -43,6 +47,8 @@ pub struct Settings {
     pub subnets: Vec<String>,
     pub channel: ChannelChoice,
     pub rotate_token: bool,
+    /// A new relay TLS key pair even if one exists.
+    pub rotate_relay_cert: bool,
     pub lambda_bootstrap: Option<PathBuf>,
     pub wait: Wait,
 }
@@ -64,6 +70,9 @@ pub enum ChannelChoice {
     /// This existing channel, never changed or deleted.
     Adopt(String),
 }
+
+/// The port the relays serve HTTPS on (unprivileged: no capability needed to bind it).
+pub const RELAY_HTTPS_PORT: u16 = 8443;
 
 /// The image the relay task runs.
 enum RelayImage {
@@ -97,16 +106,17 @@ pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
 
     let placement = network::placement(&aws, settings.vpc.as_deref(), &settings.subnets).await?;
     let repository = deploy.step(&EcrRepository(&names), &()).await?;
-    for name in [&names.relay_log_group, &names.lambda_log_group] {
+    for name in [&names.relay_log_group, &names.lambda_log_group, &names.front_door_log_group] {
         deploy.step(&LogGroup { names: &names, name }, &Retention(settings.log_retention_days)).await?;
     }
     deploy.step(&Table(&names), &()).await?;
     let secrets = deploy.secrets(&settings).await?;
 
-    let [execution_spec, task_spec, lambda_spec] = roles(&aws, &names, &repository, &secrets.parameter_arns());
+    let [execution_spec, task_spec, lambda_spec, front_door_spec] = roles(&aws, &names, &repository, &secrets.parameter_arns());
     let execution_role = deploy.step(&Role { names: &names, name: &names.execution_role }, &execution_spec).await?;
     let task_role = deploy.step(&Role { names: &names, name: &names.task_role }, &task_spec).await?;
     let lambda_role = deploy.step(&Role { names: &names, name: &names.lambda_role }, &lambda_spec).await?;
+    let front_door_role = deploy.step(&Role { names: &names, name: &names.front_door_role }, &front_door_spec).await?;
     deploy.step(&linked_role::EcsLinkedRole, &()).await?;
 
     // Tasks still running the current revision listen on its media port until they are replaced.
@@ -130,15 +140,40 @@ pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
         stun: &settings.stun,
         execution_role_arn: &execution_role,
         task_role_arn: &task_role,
-        environment: secrets.playback_url.iter().map(|url| ("IVS_RELAY_PLAYBACK_URL", url.clone())).collect(),
+        environment: secrets
+            .playback_url
+            .iter()
+            .map(|url| ("IVS_RELAY_PLAYBACK_URL", url.clone()))
+            .chain([("IVS_RELAY_TLS_CERT_PEM", secrets.relay_cert.clone())])
+            .collect(),
         secrets: secrets.task_secrets.clone(),
     };
     let task_definition = deploy.step(&TaskFamily(&names), &task_definition::Desired::new(&aws, &names, &task)).await?;
 
-    let function = FunctionSpec { zip: lambda_zip, role_arn: lambda_role, cluster_arn: cluster_arn.clone(), table: names.table.clone() };
-    let function_arn = deploy.step(&Function(&names), &function).await?;
+    let table = || ("REGISTRY_TABLE".to_owned(), names.table.clone());
+    let registry = FunctionSpec {
+        zip: lambda_zip.clone(),
+        role_arn: lambda_role,
+        environment: HashMap::from([table(), ("CLUSTER".to_owned(), cluster_arn.clone())]),
+        timeout_seconds: 10,
+    };
+    let function_arn = deploy.step(&Function::registry(&names), &registry).await?;
     let rule_arn = deploy.step(&Rule(&names), &RuleSpec { cluster_arn, function_arn }).await?;
     deploy.step(&Permission(&names), &rule_arn).await?;
+
+    let mut front_door_environment = HashMap::from([
+        table(),
+        ("RELAY_CERT".to_owned(), secrets.relay_cert.clone()),
+        ("RELAY_PORT".to_owned(), RELAY_HTTPS_PORT.to_string()),
+    ]);
+    front_door_environment.extend(secrets.playback_url.clone().map(|url| ("PLAYBACK_URL".to_owned(), url)));
+    // Long enough to try every relay in turn when some do not answer.
+    let front_door = FunctionSpec { zip: lambda_zip, role_arn: front_door_role, environment: front_door_environment, timeout_seconds: 30 };
+    deploy.step(&Function::front_door(&names), &front_door).await?;
+    let url = deploy.step(&FunctionUrl(&names), &()).await?;
+    for action in [InvokeAction::Url, InvokeAction::Function] {
+        deploy.step(&PublicInvoke { names: &names, action }, &()).await?;
+    }
 
     let service = ServiceSpec {
         task_definition: task_definition.clone(),
@@ -150,6 +185,14 @@ pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
     let service_change = ui.step(relay_service.label(), deploy.converge(&relay_service, &service)).await?;
 
     let mut extra = json!({ "stack": names.stack.to_string(), "region": aws.region });
+    if let Some(url) = &url {
+        let urls = FrontDoorUrls::new(url);
+        if !target.json {
+            println!("web app: {}\nWHIP (OBS): {}", urls.web_app, urls.whip);
+        }
+        extra["web_app"] = json!(urls.web_app);
+        extra["whip"] = json!(urls.whip);
+    }
     if let (Mode::Apply, true, Wait::Until(timeout), Some(registered)) = (mode, service_change.writes(), settings.wait, &task_definition) {
         let bar = ui.spinner("waiting for the relay tasks");
         let state = service::wait_for_rollout(&aws, &names, registered, timeout, &bar).await;
@@ -192,7 +235,12 @@ impl Deploy<'_> {
         let token = parameter::new_token();
         let wanted = if settings.rotate_token { Wanted::Replace(token) } else { Wanted::Keep(Some(token)) };
         self.step(&Parameter { names, kind: Kind::Token }, &wanted).await?;
-        let mut secrets = Secrets { task_secrets: vec![("IVS_RELAY_TOKEN", Kind::Token.arn(aws, names))], playback_url: None };
+        let relay_cert = self.relay_certificate(settings.rotate_relay_cert).await?;
+        let mut secrets = Secrets {
+            task_secrets: vec![("IVS_RELAY_TOKEN", Kind::Token.arn(aws, names)), ("IVS_RELAY_TLS_KEY_PEM", Kind::RelayKey.arn(aws, names))],
+            playback_url: None,
+            relay_cert,
+        };
 
         let recorded = parameter::value(aws, names, Kind::Channel).await?;
         let channel = match &settings.channel {
@@ -224,6 +272,24 @@ impl Deploy<'_> {
         Ok(secrets)
     }
 
+    /// The relays' TLS key pair: kept once made, new with `--rotate-relay-cert` (or when either
+    /// half is gone). Returns the certificate, which the task and the front door both get.
+    async fn relay_certificate(&self, rotate: bool) -> anyhow::Result<String> {
+        let (aws, names) = (self.aws, self.names);
+        let cert = parameter::value(aws, names, Kind::RelayCert).await?;
+        let key = parameter::value(aws, names, Kind::RelayKey).await?;
+        let (cert, cert_wanted, key_wanted) = match (cert, key) {
+            (Some(cert), Some(_)) if !rotate => (cert, Wanted::Keep(None), Wanted::Keep(None)),
+            _ => {
+                let (cert, key) = parameter::new_relay_certificate(names)?;
+                (cert.clone(), Wanted::Replace(cert), Wanted::Replace(key))
+            }
+        };
+        self.step(&Parameter { names, kind: Kind::RelayCert }, &cert_wanted).await?;
+        self.step(&Parameter { names, kind: Kind::RelayKey }, &key_wanted).await?;
+        Ok(cert)
+    }
+
     /// `--ivs-channel`: someone else's channel, used as it is.
     async fn adopt(&self, arn: &str) -> anyhow::Result<Channel> {
         let resource = IvsChannel { names: self.names, arn: Some(arn) };
@@ -240,6 +306,21 @@ struct Secrets {
     /// Variable name → parameter ARN.
     task_secrets: Vec<(&'static str, String)>,
     playback_url: Option<String>,
+    /// The relays' certificate (PEM), which the front door pins.
+    relay_cert: String,
+}
+
+/// Where people go live: the page, and the endpoint OBS and other WHIP clients take.
+pub struct FrontDoorUrls {
+    pub web_app: String,
+    pub whip: String,
+}
+
+impl FrontDoorUrls {
+    pub fn new(function_url: &str) -> Self {
+        let base = function_url.trim_end_matches('/');
+        Self { web_app: format!("{base}/"), whip: format!("{base}/whip/<stream>") }
+    }
 }
 
 impl Secrets {
@@ -248,8 +329,9 @@ impl Secrets {
     }
 }
 
-/// The three roles, with their policies scoped to this stack's resources.
-fn roles(aws: &Aws, names: &Names, repository: &Repository, secret_arns: &[String]) -> [RoleSpec; 3] {
+/// The four roles (relay execution, relay task, registry function, front door function), with
+/// their policies scoped to this stack's resources.
+fn roles(aws: &Aws, names: &Names, repository: &Repository, secret_arns: &[String]) -> [RoleSpec; 4] {
     let account = [("account", json!(aws.account))];
     let log_group_arn = |name: &str| aws.arn("logs", &format!("log-group:{name}"));
     [
@@ -264,7 +346,10 @@ fn roles(aws: &Aws, names: &Names, repository: &Repository, secret_arns: &[Strin
                 ],
             )),
         },
-        RoleSpec { trust: template::render(ECS_TASKS_TRUST, &account), policy: None },
+        RoleSpec {
+            trust: template::render(ECS_TASKS_TRUST, &account),
+            policy: Some(template::render(TASK_ROLE_POLICY, &[("tasks_arn", json!(aws.arn("ecs", &format!("task/{}/*", names.cluster))))])),
+        },
         RoleSpec {
             trust: template::render(LAMBDA_TRUST, &account),
             policy: Some(template::render(
@@ -272,6 +357,16 @@ fn roles(aws: &Aws, names: &Names, repository: &Repository, secret_arns: &[Strin
                 &[
                     ("table_arn", json!(aws.arn("dynamodb", &format!("table/{}", names.table)))),
                     ("lambda_log_group_arn", json!(log_group_arn(&names.lambda_log_group))),
+                ],
+            )),
+        },
+        RoleSpec {
+            trust: template::render(LAMBDA_TRUST, &account),
+            policy: Some(template::render(
+                FRONT_DOOR_ROLE_POLICY,
+                &[
+                    ("table_arn", json!(aws.arn("dynamodb", &format!("table/{}", names.table)))),
+                    ("log_group_arn", json!(log_group_arn(&names.front_door_log_group))),
                 ],
             )),
         },

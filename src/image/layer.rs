@@ -4,23 +4,9 @@ use std::io::Write;
 
 use flate2::{Compression, GzBuilder};
 
-/// `security.capability` for `cap_net_bind_service=+ep`: Linux's `vfs_cap_data`, little-endian.
-/// Container runtimes apply it when they unpack the layer, so the non-root user may bind 443.
-#[rustfmt::skip]
-const NET_BIND_SERVICE_CAPABILITY: [u8; 20] = [
-    0x01, 0x00, 0x00, 0x02, // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
-    0x00, 0x04, 0x00, 0x00, // permitted, capabilities 0-31: 1 << CAP_NET_BIND_SERVICE (10)
-    0x00, 0x00, 0x00, 0x00, // inheritable, 0-31
-    0x00, 0x00, 0x00, 0x00, // permitted, 32-63
-    0x00, 0x00, 0x00, 0x00, // inheritable, 32-63
-];
-
 /// The uncompressed layer (its digest is the image's `diff_id`).
 pub fn tar(relay: &[u8]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
-    builder
-        .append_pax_extensions([("SCHILY.xattr.security.capability", &NET_BIND_SERVICE_CAPABILITY[..])])
-        .expect("a tar written to a Vec cannot fail");
     let mut header = tar::Header::new_ustar();
     header.set_entry_type(tar::EntryType::Regular);
     header.set_mode(0o755);
@@ -46,7 +32,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_layer_holds_the_binary_executable_with_its_capability() {
+    fn the_layer_holds_the_binary_executable_and_nothing_else() {
         let tar = tar(b"the relay");
         let mut unpacked = Vec::new();
         flate2::read::GzDecoder::new(&gzip(&tar)[..]).read_to_end(&mut unpacked).expect("gunzip");
@@ -56,13 +42,8 @@ mod tests {
         let mut entry = entries.next().expect("one entry").expect("entry");
         assert_eq!(entry.path().expect("path").to_str(), Some("ivs-relay"));
         assert_eq!(entry.header().mode().expect("mode"), 0o755);
-        let xattr = entry
-            .pax_extensions()
-            .expect("pax")
-            .expect("has pax")
-            .filter_map(Result::ok)
-            .find(|e| e.key() == Ok("SCHILY.xattr.security.capability"));
-        assert_eq!(xattr.map(|e| e.value_bytes().to_vec()), Some(NET_BIND_SERVICE_CAPABILITY.to_vec()));
+        // The relay listens on an unprivileged port: no file capability (no pax xattr) needed.
+        assert!(entry.pax_extensions().expect("pax").is_none(), "the binary carries extended attributes");
         let mut content = Vec::new();
         entry.read_to_end(&mut content).expect("read");
         assert_eq!(content, b"the relay");

@@ -24,8 +24,7 @@ pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// Where the binary sits in the image, and what the container runs.
 pub const ENTRYPOINT: &str = "/ivs-relay";
-/// The user the relay runs as: not root. The binary carries `cap_net_bind_service` as a file
-/// capability, which is how it may still listen on port 443.
+/// The user the relay runs as: not root, with no capability (it listens on unprivileged ports).
 pub const USER: &str = "65532:65532";
 
 /// A content address, `sha256:<hex>`.
@@ -94,7 +93,10 @@ impl Image {
         let run = RunConfig {
             user: USER,
             entrypoint: [ENTRYPOINT],
-            exposed_ports: ["443/tcp".to_owned(), format!("{udp_port}/udp")].into_iter().map(|p| (p, json!({}))).collect(),
+            exposed_ports: [format!("{}/tcp", crate::commands::deploy::RELAY_HTTPS_PORT), format!("{udp_port}/udp")]
+                .into_iter()
+                .map(|p| (p, json!({})))
+                .collect(),
         };
         let config = json!({
             "architecture": "amd64",
@@ -153,6 +155,6 @@ mod tests {
         let config: serde_json::Value = serde_json::from_slice(&image.config.bytes).expect("JSON");
         assert_eq!(config["config"]["Entrypoint"], json!(["/ivs-relay"]));
         assert_eq!(config["config"]["User"], USER);
-        assert_eq!(config["config"]["ExposedPorts"], json!({ "443/tcp": {}, "50000/udp": {} }));
+        assert_eq!(config["config"]["ExposedPorts"], json!({ "8443/tcp": {}, "50000/udp": {} }));
     }
 }

@@ -1,6 +1,7 @@
-//! The `ivs-ip-register` Lambda (crate `lambda/`) and the permission that lets the EventBridge
-//! rule invoke it. The code is uploaded again only when its SHA-256 differs from the live one
-//! (the zip is built deterministically, so an unchanged binary uploads nothing).
+//! The stack's two Lambda functions, both the `lambda/` crate's one bootstrap: the registry
+//! (invoked by the EventBridge rule, through the permission here) and the front door (behind its
+//! Function URL, `function_url`). The code is uploaded again only when its SHA-256 differs from
+//! the live one (the zip is built deterministically, so an unchanged binary uploads nothing).
 
 use std::collections::HashMap;
 
@@ -17,21 +18,37 @@ use crate::error::{AwsError, AwsResultExt};
 use crate::op;
 use crate::wait::{PROPAGATION, retrying};
 
-const TIMEOUT_SECONDS: i32 = 10;
 const MEMORY_MB: i32 = 128;
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 /// Lambda refuses changes while a previous update is still being applied.
 const BUSY: &[&str] = &["ResourceConflictException"];
 
-/// The stack's function.
-pub struct Function<'a>(pub &'a Names);
+/// One of the stack's functions.
+pub struct Function<'a> {
+    names: &'a Names,
+    name: &'a str,
+    /// What it does, for its description.
+    purpose: &'static str,
+}
+
+impl<'a> Function<'a> {
+    /// The registry: records the relay tasks' public addresses.
+    pub fn registry(names: &'a Names) -> Self {
+        Self { names, name: &names.function, purpose: "registers the relay tasks' public addresses" }
+    }
+
+    /// The front door: the web app and WHIP, in front of the relays.
+    pub fn front_door(names: &'a Names) -> Self {
+        Self { names, name: &names.front_door, purpose: "the front door: web app and WHIP in front of the relays" }
+    }
+}
 
 /// The function's code and settings as the stack wants them.
 pub struct FunctionSpec {
     pub zip: Vec<u8>,
     pub role_arn: String,
-    pub cluster_arn: String,
-    pub table: String,
+    pub environment: HashMap<String, String>,
+    pub timeout_seconds: i32,
 }
 
 impl FunctionSpec {
@@ -39,14 +56,10 @@ impl FunctionSpec {
     fn code_sha256(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&self.zip))
     }
-
-    fn environment(&self) -> HashMap<String, String> {
-        HashMap::from([("REGISTRY_TABLE".to_owned(), self.table.clone()), ("CLUSTER".to_owned(), self.cluster_arn.clone())])
-    }
 }
 
-pub fn arn(aws: &Aws, names: &Names) -> String {
-    aws.arn("lambda", &format!("function:{}", names.function))
+pub fn arn(aws: &Aws, name: &str) -> String {
+    aws.arn("lambda", &format!("function:{name}"))
 }
 
 /// The settings of a live function that ivsctl sets.
@@ -67,16 +80,16 @@ pub struct Live {
 
 impl Function<'_> {
     async fn update_configuration(&self, aws: &Aws, desired: &FunctionSpec) -> Result<(), AwsError> {
-        let environment = Environment::builder().set_variables(Some(desired.environment())).build();
+        let environment = Environment::builder().set_variables(Some(desired.environment.clone())).build();
         retrying(BUSY, PROPAGATION, || {
             aws.lambda
                 .update_function_configuration()
-                .function_name(&self.0.function)
+                .function_name(self.name)
                 .runtime(Runtime::Providedal2023)
                 .handler("bootstrap")
                 .role(&desired.role_arn)
                 .environment(environment.clone())
-                .timeout(TIMEOUT_SECONDS)
+                .timeout(desired.timeout_seconds)
                 .memory_size(MEMORY_MB)
                 .send()
         })
@@ -91,8 +104,8 @@ impl Function<'_> {
             ("role", live.role == desired.role_arn),
             ("runtime", live.runtime == Some(Runtime::Providedal2023)),
             ("handler", live.handler == "bootstrap"),
-            ("environment", live.environment == desired.environment()),
-            ("timeout", live.timeout == Some(TIMEOUT_SECONDS)),
+            ("environment", live.environment == desired.environment),
+            ("timeout", live.timeout == Some(desired.timeout_seconds)),
             ("memory", live.memory == Some(MEMORY_MB)),
         ];
         checks.iter().filter(|(_, same)| !same).map(|(name, _)| (*name).to_owned()).collect()
@@ -106,11 +119,11 @@ impl Resource for Function<'_> {
     type Output = String;
 
     fn label(&self) -> String {
-        format!("Lambda function {}", self.0.function)
+        format!("Lambda function {}", self.name)
     }
 
     async fn read(&self, aws: &Aws) -> Result<Option<Live>, AwsError> {
-        let Some(found) = aws.lambda.get_function().function_name(&self.0.function).send().await.or_missing(
+        let Some(found) = aws.lambda.get_function().function_name(self.name).send().await.or_missing(
             NOT_FOUND,
             &self.label(),
             op!("lambda:GetFunction"),
@@ -121,7 +134,7 @@ impl Resource for Function<'_> {
         let Some(config) = found.configuration() else { return Ok(None) };
         Ok(Some(Live {
             arn: config.function_arn().unwrap_or_default().to_owned(),
-            tagged: found.tags().and_then(|t| t.get(TAG_KEY)).is_some_and(|v| v == self.0.tag_value()),
+            tagged: found.tags().and_then(|t| t.get(TAG_KEY)).is_some_and(|v| v == self.names.tag_value()),
             code_sha256: config.code_sha256().unwrap_or_default().to_owned(),
             role: config.role().unwrap_or_default().to_owned(),
             runtime: config.runtime().cloned(),
@@ -157,38 +170,38 @@ impl Resource for Function<'_> {
     }
 
     fn output(&self, aws: &Aws, _: &FunctionSpec, _: Option<&Live>) -> String {
-        arn(aws, self.0)
+        arn(aws, self.name)
     }
 
     async fn create(&self, aws: &Aws, desired: &FunctionSpec) -> Result<String, AwsError> {
         let code = FunctionCode::builder().zip_file(Blob::new(desired.zip.clone())).build();
-        let environment = Environment::builder().set_variables(Some(desired.environment())).build();
+        let environment = Environment::builder().set_variables(Some(desired.environment.clone())).build();
         // A role created seconds ago is not yet assumable by Lambda.
         retrying(&["InvalidParameterValueException"], PROPAGATION, || {
             aws.lambda
                 .create_function()
-                .function_name(&self.0.function)
-                .description(format!("ivsctl stack {}: registers the relay tasks' public addresses", self.0.stack))
+                .function_name(self.name)
+                .description(format!("ivsctl stack {}: {}", self.names.stack, self.purpose))
                 .runtime(Runtime::Providedal2023)
                 .architectures(Architecture::X8664)
                 .handler("bootstrap")
                 .role(&desired.role_arn)
                 .code(code.clone())
                 .environment(environment.clone())
-                .timeout(TIMEOUT_SECONDS)
+                .timeout(desired.timeout_seconds)
                 .memory_size(MEMORY_MB)
-                .tags(TAG_KEY, self.0.tag_value())
+                .tags(TAG_KEY, self.names.tag_value())
                 .send()
         })
         .await
         .on(&self.label(), op!("lambda:CreateFunction"))?;
-        Ok(arn(aws, self.0))
+        Ok(arn(aws, self.name))
     }
 
     async fn update(&self, aws: &Aws, desired: &FunctionSpec, live: &Live) -> Result<String, AwsError> {
         if live.code_sha256 != desired.code_sha256() {
             retrying(BUSY, PROPAGATION, || {
-                aws.lambda.update_function_code().function_name(&self.0.function).zip_file(Blob::new(desired.zip.clone())).send()
+                aws.lambda.update_function_code().function_name(self.name).zip_file(Blob::new(desired.zip.clone())).send()
             })
             .await
             .on(&self.label(), op!("lambda:UpdateFunctionCode"))?;
@@ -200,7 +213,7 @@ impl Resource for Function<'_> {
     }
 
     async fn delete(&self, aws: &Aws, _: Live) -> Result<(), AwsError> {
-        aws.lambda.delete_function().function_name(&self.0.function).send().await.or_missing(
+        aws.lambda.delete_function().function_name(self.name).send().await.or_missing(
             NOT_FOUND,
             &self.label(),
             op!("lambda:DeleteFunction"),
@@ -305,7 +318,12 @@ mod tests {
     use super::*;
 
     fn spec() -> FunctionSpec {
-        FunctionSpec { zip: b"zip".to_vec(), role_arn: "arn:role".into(), cluster_arn: "arn:cluster".into(), table: "ivs-relays".into() }
+        FunctionSpec {
+            zip: b"zip".to_vec(),
+            role_arn: "arn:role".into(),
+            environment: HashMap::from([("REGISTRY_TABLE".to_owned(), "ivs-relays".to_owned())]),
+            timeout_seconds: 10,
+        }
     }
 
     fn matching(spec: &FunctionSpec) -> Live {
@@ -314,8 +332,8 @@ mod tests {
             role: spec.role_arn.clone(),
             runtime: Some(Runtime::Providedal2023),
             handler: "bootstrap".into(),
-            environment: spec.environment(),
-            timeout: Some(TIMEOUT_SECONDS),
+            environment: spec.environment.clone(),
+            timeout: Some(spec.timeout_seconds),
             memory: Some(MEMORY_MB),
             architectures: vec![Architecture::X8664],
             package_type: Some(PackageType::Zip),
@@ -328,9 +346,9 @@ mod tests {
     fn new_code_and_changed_settings_update_in_place() {
         let names = Names::new(&"ivs".parse().expect("name"));
         let spec = spec();
-        assert_eq!(Function(&names).diff(&spec, &matching(&spec)), Action::NoOp);
+        assert_eq!(Function::registry(&names).diff(&spec, &matching(&spec)), Action::NoOp);
         let drifted = Live { code_sha256: "other".into(), timeout: Some(3), ..matching(&spec) };
-        assert_eq!(Function(&names).diff(&spec, &drifted), Action::Update(vec!["code".into(), "timeout".into()]));
+        assert_eq!(Function::registry(&names).diff(&spec, &drifted), Action::Update(vec!["code".into(), "timeout".into()]));
     }
 
     #[test]
@@ -338,8 +356,8 @@ mod tests {
         let names = Names::new(&"ivs".parse().expect("name"));
         let spec = spec();
         let arm = Live { architectures: vec![Architecture::Arm64], ..matching(&spec) };
-        assert_eq!(Function(&names).diff(&spec, &arm), Action::Replace("architecture arm64 → x86_64".into()));
+        assert_eq!(Function::registry(&names).diff(&spec, &arm), Action::Replace("architecture arm64 → x86_64".into()));
         let image = Live { package_type: Some(PackageType::Image), ..matching(&spec) };
-        assert!(matches!(Function(&names).diff(&spec, &image), Action::Replace(_)));
+        assert!(matches!(Function::registry(&names).diff(&spec, &image), Action::Replace(_)));
     }
 }

@@ -9,6 +9,7 @@
 pub mod channel;
 pub mod cluster;
 pub mod function;
+pub mod function_url;
 pub mod iam;
 pub mod image;
 pub mod linked_role;
@@ -78,6 +79,9 @@ pub struct Names {
     pub repository: String,
     pub function: String,
     pub rule: String,
+    pub front_door: String,
+    pub front_door_role: String,
+    pub front_door_log_group: String,
 }
 
 impl Names {
@@ -98,6 +102,9 @@ impl Names {
             repository: format!("{s}-relay"),
             function: format!("{s}-ip-register"),
             rule: format!("{s}-ecs-task-state"),
+            front_door: format!("{s}-front-door"),
+            front_door_role: format!("{s}-front-door"),
+            front_door_log_group: format!("/aws/lambda/{s}-front-door"),
         }
     }
 
@@ -200,8 +207,11 @@ pub fn inventory<'a>(names: &'a Names, channel: Option<&'a str>) -> Vec<Box<dyn 
         Box::new(repository::EcrRepository(names)),
         Box::new(log_group::LogGroup { names, name: &names.relay_log_group }),
         Box::new(log_group::LogGroup { names, name: &names.lambda_log_group }),
+        Box::new(log_group::LogGroup { names, name: &names.front_door_log_group }),
         Box::new(table::Table(names)),
         Box::new(Parameter { names, kind: Kind::Token }),
+        Box::new(Parameter { names, kind: Kind::RelayCert }),
+        Box::new(Parameter { names, kind: Kind::RelayKey }),
     ];
     if channel.is_some() {
         list.push(Box::new(channel::IvsChannel { names, arn: channel }));
@@ -212,12 +222,17 @@ pub fn inventory<'a>(names: &'a Names, channel: Option<&'a str>) -> Vec<Box<dyn 
         Box::new(iam::Role { names, name: &names.execution_role }) as Box<dyn Listed>,
         Box::new(iam::Role { names, name: &names.task_role }),
         Box::new(iam::Role { names, name: &names.lambda_role }),
+        Box::new(iam::Role { names, name: &names.front_door_role }),
         Box::new(network::SecurityGroup { names, vpc: None }),
         Box::new(cluster::Cluster(names)),
         Box::new(task_definition::TaskFamily(names)),
-        Box::new(function::Function(names)),
+        Box::new(function::Function::registry(names)),
         Box::new(rule::Rule(names)),
         Box::new(function::Permission(names)),
+        Box::new(function::Function::front_door(names)),
+        Box::new(function_url::FunctionUrl(names)),
+        Box::new(function_url::PublicInvoke { names, action: function_url::InvokeAction::Url }),
+        Box::new(function_url::PublicInvoke { names, action: function_url::InvokeAction::Function }),
         Box::new(service::RelayService(names)),
     ]);
     list

@@ -1,5 +1,5 @@
 //! Where the relay tasks run: a VPC and its subnets (the default VPC unless `--vpc`/`--subnets`),
-//! and the relay's security group, which lets in exactly TCP 443 (HTTPS: WHIP and the web app)
+//! and the relay's security group, which lets in exactly TCP 8443 (HTTPS: the front door's calls, WHIP)
 //! and the one UDP port all WebRTC media uses.
 
 use std::collections::BTreeSet;
@@ -94,7 +94,8 @@ impl Ingress {
 const ANYWHERE: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
 fn wanted(udp_port: u16) -> BTreeSet<Ingress> {
-    let https = ANYWHERE.iter().map(|cidr| Ingress { protocol: "tcp".into(), from: 443, to: 443, cidr: (*cidr).into() });
+    let port = i32::from(crate::commands::deploy::RELAY_HTTPS_PORT);
+    let https = ANYWHERE.iter().map(|cidr| Ingress { protocol: "tcp".into(), from: port, to: port, cidr: (*cidr).into() });
     https.chain(media(udp_port)).collect()
 }
 
@@ -300,7 +301,7 @@ mod tests {
         let names = Names::new(&"ivs".parse().expect("name"));
         let group = SecurityGroup { names: &names, vpc: None };
         let spec = GroupSpec { vpc_id: "vpc-1".into(), udp_port: 50000, in_use_udp: None };
-        let exact = [("tcp", 443, "0.0.0.0/0"), ("tcp", 443, "::/0"), ("udp", 50000, "0.0.0.0/0"), ("udp", 50000, "::/0")];
+        let exact = [("tcp", 8443, "0.0.0.0/0"), ("tcp", 8443, "::/0"), ("udp", 50000, "0.0.0.0/0"), ("udp", 50000, "::/0")];
         assert_eq!(group.diff(&spec, &live(&exact)), Action::NoOp);
         let mut ssh = exact.to_vec();
         ssh.push(("tcp", 22, "0.0.0.0/0"));

@@ -21,6 +21,10 @@ pub enum Kind {
     Destination,
     /// The ARN of the stack's IVS channel (String): whether the stack uses IVS, and which channel.
     Channel,
+    /// The relays' TLS certificate (String, PEM): what the front door pins.
+    RelayCert,
+    /// The relays' TLS private key (SecureString, PEM).
+    RelayKey,
 }
 
 impl Kind {
@@ -29,12 +33,14 @@ impl Kind {
             Self::Token => "token",
             Self::Destination => "destination",
             Self::Channel => "ivs-channel",
+            Self::RelayCert => "relay-cert",
+            Self::RelayKey => "relay-key",
         };
         format!("/ivsctl/{}/{leaf}", names.stack)
     }
 
     fn secret(self) -> bool {
-        !matches!(self, Self::Channel)
+        !matches!(self, Self::Channel | Self::RelayCert)
     }
 
     pub fn arn(self, aws: &Aws, names: &Names) -> String {
@@ -156,13 +162,26 @@ impl Resource for Parameter<'_> {
 
     /// Present or not, never the value of a secret.
     fn describe(&self, live: &Live) -> Observed {
-        if self.kind.secret() { Observed::present(None, "SecureString") } else { Observed::present(Some(live.value.clone()), "String") }
+        match self.kind {
+            _ if self.kind.secret() => Observed::present(None, "SecureString"),
+            // A certificate is public, but a page of PEM says nothing in a status line.
+            Kind::RelayCert => Observed::present(None, "String (PEM certificate)"),
+            _ => Observed::present(Some(live.value.clone()), "String"),
+        }
     }
 }
 
 /// The parameter's value, if it exists and is this stack's.
 pub async fn value(aws: &Aws, names: &Names, kind: Kind) -> Result<Option<String>, AwsError> {
     Ok(Parameter { names, kind }.read(aws).await?.filter(|live| live.tagged).map(|live| live.value))
+}
+
+/// A fresh key pair for the relays' HTTPS: (certificate PEM, private key PEM). Self-signed:
+/// relays are reached by IP and the front door pins this exact certificate.
+pub fn new_relay_certificate(names: &Names) -> Result<(String, String), AwsError> {
+    let made = rcgen::generate_simple_self_signed(vec![format!("{}.relay.ivsctl.invalid", names.stack)])
+        .map_err(|e| AwsError::new("relay TLS certificate", "generate", "Internal", e.to_string()))?;
+    Ok((made.cert.pem(), made.signing_key.serialize_pem()))
 }
 
 /// A fresh WHIP bearer token: 32 random bytes, hex.

@@ -9,6 +9,8 @@ pub const ECS_TASKS_TRUST: &str = include_str!("../../templates/ecs-tasks-trust.
 pub const LAMBDA_TRUST: &str = include_str!("../../templates/lambda-trust.json");
 pub const EXECUTION_ROLE_POLICY: &str = include_str!("../../templates/execution-role-policy.json");
 pub const LAMBDA_ROLE_POLICY: &str = include_str!("../../templates/lambda-role-policy.json");
+pub const FRONT_DOOR_ROLE_POLICY: &str = include_str!("../../templates/front-door-role-policy.json");
+pub const TASK_ROLE_POLICY: &str = include_str!("../../templates/task-role-policy.json");
 pub const TASK_DEFINITION: &str = include_str!("../../templates/task-definition.json");
 pub const EVENT_PATTERN: &str = include_str!("../../templates/event-pattern.json");
 
@@ -85,7 +87,16 @@ mod tests {
 
     #[test]
     fn every_template_is_valid_json() {
-        for template in [ECS_TASKS_TRUST, LAMBDA_TRUST, EXECUTION_ROLE_POLICY, LAMBDA_ROLE_POLICY, TASK_DEFINITION, EVENT_PATTERN] {
+        for template in [
+            ECS_TASKS_TRUST,
+            LAMBDA_TRUST,
+            EXECUTION_ROLE_POLICY,
+            LAMBDA_ROLE_POLICY,
+            FRONT_DOOR_ROLE_POLICY,
+            TASK_ROLE_POLICY,
+            TASK_DEFINITION,
+            EVENT_PATTERN,
+        ] {
             render(template, &[]);
         }
     }

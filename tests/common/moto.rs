@@ -142,6 +142,10 @@ impl Call {
             ("lambda", "GET", [_, "functions", _, "policy"]) => "GetPolicy",
             ("lambda", "POST", [_, "functions", _, "policy"]) => "AddPermission",
             ("lambda", "DELETE", [_, "functions", _, "policy", _]) => "RemovePermission",
+            ("lambda", "GET", [_, "functions", _, "url"]) => "GetFunctionUrlConfig",
+            ("lambda", "POST", [_, "functions", _, "url"]) => "CreateFunctionUrlConfig",
+            ("lambda", "PUT", [_, "functions", _, "url"]) => "UpdateFunctionUrlConfig",
+            ("lambda", "DELETE", [_, "functions", _, "url"]) => "DeleteFunctionUrlConfig",
             ("lambda", "GET", [_, "tags", ..]) => "ListTags",
             ("lambda", "POST", [_, "tags", ..]) => "TagResource",
             // IVS's REST paths are its action names.
