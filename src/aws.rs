@@ -69,6 +69,7 @@ pub struct Aws {
     pub events: aws_sdk_eventbridge::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub ivs: aws_sdk_ivs::Client,
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
 }
 
 impl Aws {
@@ -124,6 +125,7 @@ impl Aws {
             events: aws_sdk_eventbridge::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
             ivs: aws_sdk_ivs::Client::new(&config),
+            autoscaling: aws_sdk_applicationautoscaling::Client::new(&config),
         })
     }
 

@@ -32,6 +32,8 @@ pub enum Scope {
     Tasks,
     Function,
     Rule,
+    /// Application Auto Scaling's targets (their ARNs hold random ids).
+    ScalableTargets,
 }
 
 /// Every action ivsctl performs (or that AWS checks on its behalf: PassRole, tagging on create,
@@ -138,6 +140,13 @@ pub const ACTIONS: &[(&str, Scope)] = &[
     ("events:ListTargetsByRule", Scope::Rule),
     ("events:PutTargets", Scope::Rule),
     ("events:RemoveTargets", Scope::Rule),
+    ("application-autoscaling:DescribeScalableTargets", Scope::Any),
+    ("application-autoscaling:DescribeScalingPolicies", Scope::Any),
+    ("application-autoscaling:RegisterScalableTarget", Scope::ScalableTargets),
+    ("application-autoscaling:DeregisterScalableTarget", Scope::ScalableTargets),
+    ("application-autoscaling:PutScalingPolicy", Scope::ScalableTargets),
+    ("application-autoscaling:DeleteScalingPolicy", Scope::ScalableTargets),
+    ("application-autoscaling:TagResource", Scope::ScalableTargets),
 ];
 
 /// Whether `action` is in [`ACTIONS`]; a `const fn`, so [`op!`] can check at compile time.
@@ -198,7 +207,15 @@ impl Target<'_> {
                 .iter()
                 .map(|r| self.arn("iam", &format!("role/{r}")))
                 .collect(),
-            Scope::LinkedRole => vec![self.arn("iam", "role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS")],
+            // ECS's, and the one Application Auto Scaling makes for itself on the first
+            // RegisterScalableTarget of an ECS service.
+            Scope::LinkedRole => vec![
+                self.arn("iam", "role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS"),
+                self.arn(
+                    "iam",
+                    "role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService",
+                ),
+            ],
             Scope::Repository => vec![self.arn("ecr", &format!("repository/{}", n.repository))],
             Scope::LogGroups => [&n.relay_log_group, &n.lambda_log_group, &n.front_door_log_group]
                 .iter()
@@ -216,13 +233,17 @@ impl Target<'_> {
             Scope::Tasks => vec![self.arn("ecs", &format!("task/{}/*", n.cluster))],
             Scope::Function => [&n.function, &n.front_door].iter().map(|f| self.arn("lambda", &format!("function:{f}"))).collect(),
             Scope::Rule => vec![self.arn("events", &format!("rule/{}", n.rule))],
+            Scope::ScalableTargets => vec![self.arn("application-autoscaling", "scalable-target/*")],
         }
     }
 
     /// Conditions that narrow a statement further than its ARNs can.
     fn condition(&self, scope: Scope) -> Option<Value> {
         match scope {
-            Scope::LinkedRole => Some(json!({ "StringEquals": { "iam:AWSServiceName": crate::stack::linked_role::SERVICE } })),
+            Scope::LinkedRole => Some(json!({ "StringEquals": { "iam:AWSServiceName": [
+                crate::stack::linked_role::SERVICE,
+                "ecs.application-autoscaling.amazonaws.com"
+            ] } })),
             _ => None,
         }
     }

@@ -16,7 +16,10 @@ use common::moto::Moto;
 const RESOURCES: usize = 24;
 /// Teardown deletes the stack's resources, not the account's service-linked role.
 const TEARDOWN_STEPS: usize = RESOURCES - 1;
-const TEARDOWN_LINES: usize = TEARDOWN_STEPS;
+/// Teardown also looks for the autoscaling target and policy, which only a deploy with
+/// --min-tasks/--max-tasks makes.
+const AUTOSCALING: usize = 2;
+const TEARDOWN_LINES: usize = TEARDOWN_STEPS + AUTOSCALING;
 /// What `status` lists for a stack without IVS.
 const STATUS_RESOURCES: usize = RESOURCES - 1;
 
@@ -366,6 +369,8 @@ async fn scale_sets_the_count_status_shows_the_stack_and_a_stuck_deploy_says_why
     assert!(status["relays"][0]["health"].as_str().unwrap_or_default().starts_with("unreachable"), "{status:#}");
     let text = assert_ok(&ivsctl(&moto, &["status"]).await);
     assert!(text.contains("relay 127.0.0.1: unreachable"), "{text}");
+    assert!(text.contains("web app: https://") && text.contains("WHIP (OBS): https://"), "status shows the front door:\n{text}");
+    assert!(status["whip"].as_str().is_some_and(|w| w.ends_with("/whip/<stream>")), "{status:#}");
 
     // A new service's tasks never start in moto: a waiting deploy ends at its timeout, saying so.
     let stuck = ivsctl(&moto, &["--stack", "slow", "deploy", "--timeout", "6s"]).await;
@@ -628,13 +633,14 @@ async fn json_of(moto: &Moto, args: &[&str]) -> serde_json::Value {
 #[tokio::test]
 async fn a_dry_run_plan_is_a_json_document_in_the_order_deploy_status_and_teardown_share() {
     let moto = Moto::start().await;
-    let fresh = json_of(&moto, &["--json", "deploy", "--dry-run"]).await;
+    let scaled = ["--min-tasks", "1", "--max-tasks", "3"];
+    let fresh = json_of(&moto, &[&["--json", "deploy", "--dry-run"][..], &scaled].concat()).await;
     assert_eq!(fresh["dry_run"], true);
     let planned = plan(&fresh);
-    assert_eq!(planned.len(), RESOURCES, "{fresh:#}");
+    assert_eq!(planned.len(), RESOURCES + AUTOSCALING, "{fresh:#}");
     assert!(planned.iter().all(|(_, change)| change == "create"), "{fresh:#}");
 
-    deploy(&moto, "ivs").await;
+    assert_ok(&ivsctl(&moto, &[&["deploy", "--no-wait"][..], &scaled].concat()).await);
     let live = json_of(&moto, &["--json", "deploy", "--dry-run", "--tasks", "3", "--log-retention-days", "7"]).await;
     let changes: Vec<&serde_json::Value> =
         live["resources"].as_array().expect("resources").iter().filter(|r| r["change"] != "no_op").collect();
@@ -751,4 +757,58 @@ async fn a_front_door_url_or_grant_removed_by_hand_is_put_back_and_nothing_else_
     assert!(out.contains(&format!("web app: {}", after.trim_end_matches('/'))), "the new URL is printed:\n{out}");
     // A Function URL made again has a new address (the README says so): deploy shows it.
     assert_ne!(before, after);
+}
+
+#[tokio::test]
+async fn autoscaling_bounds_and_cpu_target_are_registered_kept_changed_and_enforced_by_scale() {
+    let moto = Moto::start().await;
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait", "--min-tasks", "1", "--max-tasks", "4"]).await);
+    assert!(out.contains("created    autoscaling target service/ivs/ivs-relay"), "{out}");
+    assert!(out.contains("created    autoscaling policy ivs-relay-cpu"), "{out}");
+    let autoscaling = aws_sdk_applicationautoscaling::Client::new(&moto.sdk_config().await);
+    let targets = autoscaling
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .send()
+        .await
+        .expect("targets");
+    let [target] = targets.scalable_targets() else { panic!("one target: {targets:?}") };
+    assert_eq!((target.resource_id(), target.min_capacity(), target.max_capacity()), ("service/ivs/ivs-relay", 1, 4));
+    let policies = autoscaling
+        .describe_scaling_policies()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .send()
+        .await
+        .expect("policies");
+    let [policy] = policies.scaling_policies() else { panic!("one policy: {policies:?}") };
+    let tracking = policy.target_tracking_scaling_policy_configuration().expect("target tracking");
+    assert_eq!(tracking.target_value(), 60.0);
+    assert_eq!(
+        tracking.predefined_metric_specification().map(|m| m.predefined_metric_type().as_str()),
+        Some("ECSServiceAverageCPUUtilization")
+    );
+
+    // Without the flags the bounds stay; a new target changes the policy alone.
+    let again = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait"]).await);
+    assert_eq!(with_verb(&again, "unchanged").len(), RESOURCES, "{again}");
+    let cpu = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait", "--min-tasks", "1", "--max-tasks", "4", "--target-cpu", "50"]).await);
+    assert_eq!(with_verb(&cpu, "updated"), ["autoscaling policy ivs-relay-cpu"], "{cpu}");
+
+    // scale works within the bounds and refuses outside them, saying how to change them.
+    let refused = ivsctl(&moto, &["scale", "--tasks", "9", "--no-wait"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("outside the autoscaling bounds") && stderr(&refused).contains("1..4"), "{}", stderr(&refused));
+    assert_ok(&ivsctl(&moto, &["scale", "--tasks", "3", "--no-wait"]).await);
+    let bad = ivsctl(&moto, &["deploy", "--min-tasks", "5", "--max-tasks", "2"]).await;
+    assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
+
+    let down = assert_ok(&ivsctl(&moto, &["teardown", "--yes"]).await);
+    assert!(down.contains("deleted    autoscaling target") && down.contains("deleted    autoscaling policy"), "{down}");
+    let left = autoscaling
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .send()
+        .await
+        .expect("targets");
+    assert!(left.scalable_targets().is_empty(), "{left:?}");
 }

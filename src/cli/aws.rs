@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::commands::{self, Target, deploy};
+use crate::stack::autoscaling::{Bounds, TargetCpu};
 use crate::stack::channel::ChannelSpec;
 use crate::stack::log_group::RETENTION_DAYS;
 use crate::stack::task_definition::FargateSize;
@@ -65,6 +66,19 @@ pub struct DeployArgs {
     /// Relay tasks to run (default: 1 for a new service; an existing service keeps its count).
     #[arg(long, value_parser = clap::value_parser!(u16).range(0..=100))]
     pub tasks: Option<u16>,
+
+    /// Scale the relays on load: at least this many tasks (with --max-tasks; a later deploy
+    /// without them keeps the bounds set before).
+    #[arg(long, requires = "max_tasks", value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub min_tasks: Option<u16>,
+
+    /// Scale the relays on load: at most this many tasks.
+    #[arg(long, requires = "min_tasks", value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub max_tasks: Option<u16>,
+
+    /// The average CPU (percent) autoscaling keeps the relay tasks at.
+    #[arg(long, default_value_t = 60.0, value_parser = target_cpu)]
+    pub target_cpu: f64,
 
     /// Run this image (URI, ideally pinned by @sha256:…) instead of building and pushing one.
     #[arg(long, env = "IVSCTL_IMAGE", conflicts_with = "relay_binary")]
@@ -222,9 +236,19 @@ impl DeployArgs {
             Some(uri) => deploy::RelaySource::Image(uri),
             None => deploy::RelaySource::Binary(self.relay_binary),
         };
+        let autoscaling = match (self.min_tasks, self.max_tasks) {
+            (Some(min), Some(max)) => Some(deploy::Autoscaling { bounds: Bounds::new(min, max)?, target_cpu: TargetCpu(self.target_cpu) }),
+            _ => None,
+        };
+        if let (Some(tasks), Some(scaling)) = (self.tasks, &autoscaling) {
+            if !scaling.bounds.contains(i32::from(tasks)) {
+                return Err(format!("--tasks {tasks} is outside --min-tasks/--max-tasks ({})", scaling.bounds));
+            }
+        }
         Ok(deploy::Settings {
             mode: if self.dry_run { Mode::DryRun } else { Mode::Apply },
             tasks: self.tasks,
+            autoscaling,
             relay,
             registry_url: self.registry_url,
             size,
@@ -246,6 +270,11 @@ impl WaitArgs {
     pub fn resolve(&self) -> commands::Wait {
         if self.no_wait { commands::Wait::No } else { commands::Wait::Until(self.timeout) }
     }
+}
+
+fn target_cpu(text: &str) -> Result<f64, String> {
+    let percent: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if (10.0..=90.0).contains(&percent) { Ok(percent) } else { Err("a CPU target is 10 to 90 (percent)".to_owned()) }
 }
 
 fn retention_days(text: &str) -> Result<i32, String> {

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{Target, Wait};
 use crate::aws::{self, Aws};
 use crate::image::{Artifact, Image, read_static};
+use crate::stack::autoscaling::{Bounds, CpuPolicy, ScalableTarget, TargetCpu};
 use crate::stack::channel::{Channel, ChannelSpec, IvsChannel};
 use crate::stack::function::{Function, FunctionSpec, Permission};
 use crate::stack::function_url::{FunctionUrl, InvokeAction, PublicInvoke};
@@ -36,6 +37,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Relay tasks to run; `None` keeps an existing service's count (1 for a new one).
     pub tasks: Option<u16>,
+    /// Scaling on load; `None` keeps whatever an earlier deploy set (or none).
+    pub autoscaling: Option<Autoscaling>,
     pub relay: RelaySource,
     /// The registry endpoint to push to instead of the one ECR names (emulators).
     pub registry_url: Option<String>,
@@ -51,6 +54,12 @@ pub struct Settings {
     pub rotate_relay_cert: bool,
     pub lambda_bootstrap: Option<PathBuf>,
     pub wait: Wait,
+}
+
+/// Autoscaling of the relay service.
+pub struct Autoscaling {
+    pub bounds: Bounds,
+    pub target_cpu: TargetCpu,
 }
 
 /// Where the relay image comes from.
@@ -183,6 +192,10 @@ pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
     };
     let relay_service = RelayService(&names);
     let service_change = ui.step(relay_service.label(), deploy.converge(&relay_service, &service)).await?;
+    if let Some(scaling) = &settings.autoscaling {
+        deploy.step(&ScalableTarget(&names), &scaling.bounds).await?;
+        deploy.step(&CpuPolicy(&names), &scaling.target_cpu).await?;
+    }
 
     let mut extra = json!({ "stack": names.stack.to_string(), "region": aws.region });
     if let Some(url) = &url {

@@ -7,13 +7,22 @@ use serde_json::json;
 use super::status::{NOT_REGISTERED, relays};
 use super::{Target, Wait};
 use crate::aws::Aws;
-use crate::stack::{Mode, Names, service};
+use crate::stack::{Mode, Names, autoscaling, service};
 use crate::ui::Ui;
 
 pub async fn run(target: &Target, tasks: u16, wait: Wait) -> anyhow::Result<()> {
     let aws = Aws::connect(&target.connection).await?;
     let names = Names::new(&target.stack);
     let count = i32::from(tasks);
+    // Autoscaling would undo a count outside its bounds at its next look.
+    if let Some(bounds) = autoscaling::bounds(&aws, &names).await? {
+        if !bounds.contains(count) {
+            anyhow::bail!(
+                "--tasks {count} is outside the autoscaling bounds of {} ({bounds}): choose a count within them, or change them with ivsctl deploy --min-tasks/--max-tasks",
+                names.service
+            );
+        }
+    }
     service::set_desired_count(&aws, &names, count).await?;
     let ui = Ui::new(target.json, Mode::Apply);
     let Wait::Until(timeout) = wait else {

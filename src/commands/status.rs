@@ -6,9 +6,14 @@ use std::time::Duration;
 use ivs_ip_register::registry::RelayEntry;
 use serde::Serialize;
 
+use ivs_ip_register::front_door::pinned::Deadlines;
+
 use super::Target;
+use super::deploy::{FrontDoorUrls, RELAY_HTTPS_PORT};
 use crate::aws::Aws;
+use crate::stack::function_url::FunctionUrl;
 use crate::stack::parameter::{self, Kind};
+use crate::stack::resource::Resource as _;
 use crate::stack::service::{self, ServiceState};
 use crate::stack::{Names, Observed, channel, inventory};
 
@@ -20,8 +25,9 @@ struct Report {
     resources: Vec<Resource>,
     service: Option<ServiceState>,
     relays: Vec<Relay>,
-    /// The web app of the first healthy relay.
-    web_url: Option<String>,
+    /// The front door: the web app, and the WHIP endpoint for OBS.
+    web_app: Option<String>,
+    whip: Option<String>,
     /// Where viewers watch the stack's IVS channel.
     playback_url: Option<String>,
     /// Only with --show-token.
@@ -47,6 +53,8 @@ pub struct Relay {
     /// `ok`, `draining`, or why the probe failed.
     pub health: String,
     pub sessions: Option<u64>,
+    /// Whether it holds ECS scale-in protection (it does while sessions are live).
+    pub protected: Option<bool>,
 }
 
 /// What `status` was asked to show besides the stack.
@@ -81,7 +89,7 @@ pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
     let token = if settings.show_token { parameter::value(&aws, n, Kind::Token).await? } else { None };
     let service = service::state(&aws, n).await?;
     let relays = if service.is_some() { relays(&aws, n).await? } else { Vec::new() };
-    let web_url = relays.iter().find(|r| r.health == "ok").and_then(|r| r.entry.public_ip.as_ref()).map(|ip| format!("https://{ip}/"));
+    let urls = FunctionUrl(n).read(&aws).await?.map(|live| FrontDoorUrls::new(&live.url));
     let report = Report {
         stack: names.stack.to_string(),
         region: aws.region.clone(),
@@ -89,7 +97,8 @@ pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
         resources,
         service,
         relays,
-        web_url,
+        web_app: urls.as_ref().map(|u| u.web_app.clone()),
+        whip: urls.map(|u| u.whip),
         playback_url,
         token,
         stream_key,
@@ -132,17 +141,21 @@ pub async fn relays(aws: &Aws, names: &Names) -> anyhow::Result<Vec<Relay>> {
             note: Some(NOT_REGISTERED.to_owned()),
         });
     }
-    // The relays serve a self-signed certificate unless given one; the probe only reads health.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).danger_accept_invalid_certs(true).build()?;
+    // Relays are trusted as the front door trusts them: by the stack's pinned certificate.
+    let Some(cert) = parameter::value(aws, names, Kind::RelayCert).await? else {
+        anyhow::bail!("the stack has no relay certificate (SSM parameter {}): run ivsctl deploy", Kind::RelayCert.name(names));
+    };
+    let deadlines = Deadlines { connect: Duration::from_secs(2), total: Duration::from_secs(3) };
+    let client = ivs_ip_register::front_door::pinned::client(&cert, deadlines)?;
     let mut probes = tokio::task::JoinSet::new();
     for entry in entries {
         let client = client.clone();
         probes.spawn(async move {
-            let (health, sessions) = match &entry.public_ip {
-                None => ("no public address".to_owned(), None),
+            let (health, sessions, protected) = match &entry.public_ip {
+                None => ("no public address".to_owned(), None, None),
                 Some(ip) => probe(&client, ip).await,
             };
-            Relay { entry, health, sessions }
+            Relay { entry, health, sessions, protected }
         });
     }
     let mut relays = probes.join_all().await;
@@ -153,16 +166,15 @@ pub async fn relays(aws: &Aws, names: &Names) -> anyhow::Result<Vec<Relay>> {
 /// The note on a relay ECS runs but the registry does not list.
 pub const NOT_REGISTERED: &str = "not in the registry: found through ECS";
 
-async fn probe(client: &reqwest::Client, ip: &str) -> (String, Option<u64>) {
+async fn probe(client: &reqwest::Client, ip: &str) -> (String, Option<u64>, Option<bool>) {
     let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_owned() };
-    match client.get(format!("https://{host}/healthz")).send().await {
-        Err(e) => (format!("unreachable: {}", e.without_url()), None),
+    match client.get(format!("https://{host}:{RELAY_HTTPS_PORT}/healthz")).send().await {
+        Err(e) => (format!("unreachable: {}", e.without_url()), None, None),
         Ok(response) => {
             let ok = response.status().is_success();
             let body: serde_json::Value = response.json().await.unwrap_or_default();
-            let sessions = body["sessions"].as_u64();
             let status = body["status"].as_str().unwrap_or(if ok { "ok" } else { "unhealthy" }).to_owned();
-            (status, sessions)
+            (status, body["sessions"].as_u64(), body["protected"].as_bool())
         }
     }
 }
@@ -206,12 +218,13 @@ fn print(report: &Report) {
     for relay in &report.relays {
         let address = relay.entry.public_ip.as_deref().unwrap_or("no public IP");
         let sessions = relay.sessions.map(|n| format!(", {n} session(s)")).unwrap_or_default();
+        let protected = if relay.protected == Some(true) { ", protected from scale-in" } else { "" };
         let note = relay.entry.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-        println!("relay {address}: {}{sessions}{note}  task {}", relay.health, short(&relay.entry.task_arn));
+        println!("relay {address}: {}{sessions}{protected}{note}  task {}", relay.health, short(&relay.entry.task_arn));
     }
-    match &report.web_url {
-        Some(url) => println!("web app: {url}"),
-        None => println!("web app: no healthy relay yet"),
+    match (&report.web_app, &report.whip) {
+        (Some(web_app), Some(whip)) => println!("web app: {web_app}\nWHIP (OBS): {whip}"),
+        _ => println!("web app: no front door yet (ivsctl deploy makes it)"),
     }
     if let Some(url) = &report.playback_url {
         println!("playback: {url}");

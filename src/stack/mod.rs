@@ -6,6 +6,7 @@
 //! Everything ivsctl creates carries the tag `ivsctl:stack=<name>`; a resource with one of the
 //! stack's names but without that tag is never adopted, changed or deleted.
 
+pub mod autoscaling;
 pub mod channel;
 pub mod cluster;
 pub mod function;
@@ -234,6 +235,8 @@ pub fn inventory<'a>(names: &'a Names, channel: Option<&'a str>) -> Vec<Box<dyn 
         Box::new(function_url::PublicInvoke { names, action: function_url::InvokeAction::Url }),
         Box::new(function_url::PublicInvoke { names, action: function_url::InvokeAction::Function }),
         Box::new(service::RelayService(names)),
+        Box::new(autoscaling::ScalableTarget(names)),
+        Box::new(autoscaling::CpuPolicy(names)),
     ]);
     list
 }
