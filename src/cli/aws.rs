@@ -240,10 +240,10 @@ impl DeployArgs {
             (Some(min), Some(max)) => Some(deploy::Autoscaling { bounds: Bounds::new(min, max)?, target_cpu: TargetCpu(self.target_cpu) }),
             _ => None,
         };
-        if let (Some(tasks), Some(scaling)) = (self.tasks, &autoscaling) {
-            if !scaling.bounds.contains(i32::from(tasks)) {
-                return Err(format!("--tasks {tasks} is outside --min-tasks/--max-tasks ({})", scaling.bounds));
-            }
+        if let (Some(tasks), Some(scaling)) = (self.tasks, &autoscaling)
+            && !scaling.bounds.contains(i32::from(tasks))
+        {
+            return Err(format!("--tasks {tasks} is outside --min-tasks/--max-tasks ({})", scaling.bounds));
         }
         Ok(deploy::Settings {
             mode: if self.dry_run { Mode::DryRun } else { Mode::Apply },

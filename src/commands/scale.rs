@@ -15,13 +15,13 @@ pub async fn run(target: &Target, tasks: u16, wait: Wait) -> anyhow::Result<()> 
     let names = Names::new(&target.stack);
     let count = i32::from(tasks);
     // Autoscaling would undo a count outside its bounds at its next look.
-    if let Some(bounds) = autoscaling::bounds(&aws, &names).await? {
-        if !bounds.contains(count) {
-            anyhow::bail!(
-                "--tasks {count} is outside the autoscaling bounds of {} ({bounds}): choose a count within them, or change them with ivsctl deploy --min-tasks/--max-tasks",
-                names.service
-            );
-        }
+    if let Some(bounds) = autoscaling::bounds(&aws, &names).await?
+        && !bounds.contains(count)
+    {
+        anyhow::bail!(
+            "--tasks {count} is outside the autoscaling bounds of {} ({bounds}): choose a count within them, or change them with ivsctl deploy --min-tasks/--max-tasks",
+            names.service
+        );
     }
     service::set_desired_count(&aws, &names, count).await?;
     let ui = Ui::new(target.json, Mode::Apply);
