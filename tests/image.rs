@@ -97,7 +97,7 @@ async fn deploy_pushes_the_relay_image_once_and_pins_it_by_digest() {
     assert_eq!(config["os"], "linux");
     assert_eq!(config["config"]["Entrypoint"], json!(["/ivs-relay"]));
     assert_eq!(config["config"]["User"], "65532:65532", "not root");
-    assert_eq!(config["config"]["ExposedPorts"], json!({ "443/tcp": {}, "50000/udp": {} }));
+    assert_eq!(config["config"]["ExposedPorts"], json!({ "8443/tcp": {}, "50000/udp": {} }));
     let tar = gunzip(&layer);
     assert_eq!(config["rootfs"]["diff_ids"], json!([digest(&tar)]), "diff_id is the uncompressed layer's digest");
 
@@ -128,11 +128,6 @@ async fn deploy_pushes_the_relay_image_once_and_pins_it_by_digest() {
     assert_eq!(registry.uploads(), 2, "a second push uploads no blob");
     assert!(writes.is_empty(), "a re-deploy of the same binary writes nothing to AWS: {writes:?}");
     assert_eq!(task_image(&moto).await, reference);
-}
-
-/// A free TCP port below 1024 on loopback, which only root or `cap_net_bind_service` may bind.
-fn privileged_port() -> u16 {
-    (600..1024).find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()).expect("a free port below 1024")
 }
 
 /// dnsmasq on loopback answering `name` with 127.0.0.1 and nothing else, logging each query.
@@ -177,7 +172,7 @@ async fn the_image_runs_alone_as_its_user_and_publishes_to_an_rtmps_ingest_by_ho
     let (_, _, layer) = pull(&registry, &task_image(&moto).await).await;
 
     // Unpack as a container runtime does: as root, keeping owners, modes and extended attributes
-    // (the file capability that lets a non-root user listen on 443).
+    // (there must be none: the relay needs no capability on its unprivileged port).
     let root = dir.path().join("rootfs");
     std::fs::create_dir(&root).expect("rootfs");
     let mut untar = std::process::Command::new("tar")
@@ -198,7 +193,7 @@ async fn the_image_runs_alone_as_its_user_and_publishes_to_an_rtmps_ingest_by_ho
     // The test's ingest has a private CA; a real one (IVS) is covered by the bundled web PKI roots.
     std::fs::copy(&proxy.ca, root.join("ingest-ca.pem")).expect("CA into the root");
 
-    let port = privileged_port();
+    let port = free_tcp_port();
     let listen = format!("127.0.0.1:{port}");
     let destination = format!("rtmps://ingest.test:{}/live/{STREAM_KEY}", proxy.port);
     let relay_log = dir.path().join("relay.log");

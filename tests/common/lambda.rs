@@ -64,8 +64,11 @@ impl RuntimeApi {
             .expect("answer delivered")
     }
 
-    /// Starts a `bootstrap` process polling this API, with the function's environment.
+    /// Starts a `bootstrap` process polling this API, with the function's environment; its log
+    /// goes to a file in the temporary directory (`bootstrap-<port>-<n>.log`).
     pub fn spawn_bootstrap(&self, env: &[(String, String)]) -> Child {
+        let n = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let log = std::env::temp_dir().join(format!("bootstrap-{}-{n}.log", self.port));
         Command::new(bootstrap_bin())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", self.port))
@@ -74,6 +77,8 @@ impl RuntimeApi {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/ivs-test")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).expect("bootstrap log"))
             .kill_on_drop(true)
             .spawn()
             .expect("bootstrap starts")
