@@ -150,6 +150,21 @@ async fn sessions_spread_over_two_relays_and_their_urls_reach_the_relay_that_hol
         let status: serde_json::Value = status.json().await.expect("json");
         assert!(url.contains(&format!("/whip/{}/", status["stream"].as_str().unwrap_or("?"))), "{status}");
     }
+    // One publisher per stream across the relays: whichever relay holds it says 409.
+    let offer = common::offer::h264_offer().await;
+    for n in 1..=4 {
+        let again = http
+            .post(format!("{}/whip/cam{n}", front.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/sdp")
+            .body(offer.clone())
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(again.status(), StatusCode::CONFLICT, "cam{n} published twice");
+        assert!(again.text().await.expect("reason").contains("already has a live session"));
+    }
+    assert_eq!((sessions(&relay_a).await, sessions(&relay_b).await), (2, 2));
     let unknown = format!("{}/whip/cam1/{}.{}", front.base, "0".repeat(24), "ab");
     assert_eq!(http.get(&unknown).bearer_auth(TOKEN).send().await.expect("answer").status(), StatusCode::NOT_FOUND);
 
@@ -290,6 +305,11 @@ async fn an_obs_shaped_offer_by_raw_http_gets_201_and_its_delete_200() {
     assert_eq!(sessions(&relay).await, 1);
 
     let session = format!("{}{location}", front.base);
+    // Trickle ICE: the relay's 405 and its Allow, through the front door.
+    let patch = http.patch(&session).bearer_auth(TOKEN).header("content-type", "application/trickle-ice-sdpfrag").body("a=x\r\n");
+    let patch = patch.send().await.expect("patch");
+    assert_eq!(patch.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(patch.headers()["allow"], "GET, DELETE, OPTIONS");
     let deleted = http.delete(&session).bearer_auth(TOKEN).send().await.expect("delete");
     assert_eq!(deleted.status(), StatusCode::OK);
     assert_eq!(sessions(&relay).await, 0);

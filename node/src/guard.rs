@@ -151,7 +151,7 @@ pub async fn whip_guard(
     request: Request,
     next: Next,
 ) -> Response {
-    if !matches!(*request.method(), Method::POST | Method::GET | Method::DELETE | Method::PATCH) {
+    if !matches!(*request.method(), Method::POST | Method::GET | Method::HEAD | Method::DELETE | Method::PATCH) {
         // CORS preflights and WHIP's own OPTIONS have nothing to guard; other methods get 405.
         return next.run(request).await;
     }

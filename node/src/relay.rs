@@ -104,6 +104,11 @@ impl Relay {
         self.streams().len()
     }
 
+    /// Whether `stream` has a session being set up or live.
+    pub fn reserved(&self, stream: &str) -> bool {
+        self.streams().contains(stream)
+    }
+
     pub fn session(&self, stream: &str, id: &str) -> Option<Arc<Session>> {
         self.sessions().get(id).filter(|s| s.stream == stream).cloned()
     }

@@ -25,7 +25,7 @@ pub const DESTINATION_HEADER: &str = "x-rtmp-destination";
 
 pub fn router(relay: Arc<Relay>) -> Router {
     let whip = Router::new()
-        .route("/whip/{stream}", post(create_session).options(whip_options))
+        .route("/whip/{stream}", post(create_session).head(stream_in_use).options(whip_options))
         .route("/whip/{stream}/{session}", get(session_status).delete(delete_session).patch(trickle).options(whip_options))
         .route_layer(axum::middleware::from_fn_with_state(relay.clone(), crate::guard::whip_guard));
     Router::new()
@@ -161,6 +161,12 @@ async fn whip_options(State(relay): State<Arc<Relay>>) -> Response {
         h.append(header::LINK, link);
     }
     response
+}
+
+/// `HEAD /whip/{stream}`: 200 while the stream has a session here (being set up or live), 404
+/// otherwise. How a front door over several relays keeps "one publisher per stream" across them.
+async fn stream_in_use(State(relay): State<Arc<Relay>>, Path(stream): Path<String>) -> StatusCode {
+    if relay.reserved(&stream) { StatusCode::OK } else { StatusCode::NOT_FOUND }
 }
 
 async fn delete_session(State(relay): State<Arc<Relay>>, Path((stream, id)): Path<(String, String)>) -> Result<StatusCode, Refusal> {

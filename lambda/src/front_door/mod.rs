@@ -17,7 +17,7 @@ use aws_lambda_events::event::lambda_function_urls::{LambdaFunctionUrlRequest, L
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 
-use self::relays::{Directory, RelayAddress};
+use self::relays::{Directory, Ranking, RelayAddress};
 use crate::registry::Registry;
 
 /// How long a relay has to answer `/healthz` before it is skipped.
@@ -128,6 +128,12 @@ impl FrontDoor {
     /// anything but "full" (503).
     async fn create(&self, stream: &str, headers: &HeaderMap, body: Vec<u8>) -> Result<LambdaFunctionUrlResponse, Refusal> {
         let ranking = self.directory.ranked().await.map_err(registry_unavailable)?;
+        // One publisher per stream across the relays, as on one: a stream live on any relay
+        // (draining ones too) gets that relay's own answer (409, with its reason).
+        if let Some(holder) = self.holder(stream, &ranking, headers).await {
+            let answer = self.forward(holder, &Method::POST, &format!("/whip/{stream}"), headers, body).await;
+            return answer.map(|a| a.into_response(Some(&holder.tag))).map_err(|e| relay_failed(holder, &e));
+        }
         let mut refused = 0;
         for relay in &ranking.ready {
             match self.forward(relay, &Method::POST, &format!("/whip/{stream}"), headers, body.clone()).await {
@@ -140,6 +146,21 @@ impl FrontDoor {
             }
         }
         Err(refuse(StatusCode::BAD_GATEWAY, ranking.shortfall(refused)))
+    }
+
+    /// The relay that has a session of `stream`, if one does (`HEAD /whip/{stream}`, asked of
+    /// every answering relay at once, with the client's own credentials).
+    async fn holder<'a>(&self, stream: &str, ranking: &'a Ranking, headers: &HeaderMap) -> Option<&'a RelayAddress> {
+        let relays: Vec<&RelayAddress> = ranking.ready.iter().chain(&ranking.draining).collect();
+        let asked = futures_util::future::join_all(relays.iter().map(|relay| async move {
+            let mut request = self.client.head(format!("{}/whip/{stream}", relay.base)).timeout(PROBE_TIMEOUT);
+            if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+                request = request.header(header::AUTHORIZATION, authorization);
+            }
+            request.send().await.is_ok_and(|r| r.status() == StatusCode::OK)
+        }))
+        .await;
+        relays.into_iter().zip(asked).find_map(|(relay, holds)| holds.then_some(relay))
     }
 
     /// Requests any relay answers the same (OPTIONS, the page's configuration).

@@ -33,20 +33,22 @@ pub enum Health {
 #[derive(Debug, Default)]
 pub struct Ranking {
     pub ready: Vec<RelayAddress>,
-    pub draining: usize,
+    /// Taking no new sessions, but still carrying live ones.
+    pub draining: Vec<RelayAddress>,
     pub unreachable: usize,
 }
 
 impl Ranking {
     /// Why no relay could take a session, for the 502.
     pub fn shortfall(&self, full: usize) -> String {
-        let registered = self.ready.len() + self.draining + self.unreachable;
+        let registered = self.ready.len() + self.draining.len() + self.unreachable;
         if registered == 0 {
             return "no relay is running (ivsctl status shows the service; ivsctl scale --tasks 1 starts one)".to_owned();
         }
         format!(
             "no relay can take the session: {registered} running, {} draining, {} not answering, {full} full or refusing; try again shortly",
-            self.draining, self.unreachable
+            self.draining.len(),
+            self.unreachable
         )
     }
 }
@@ -89,7 +91,7 @@ impl Directory {
         for (relay, health) in relays.into_iter().zip(health) {
             match health {
                 Health::Ready { load } => ready.push((load, relay)),
-                Health::Draining => ranking.draining += 1,
+                Health::Draining => ranking.draining.push(relay),
                 Health::Unreachable(reason) => {
                     tracing::warn!(relay = %relay.tag, %reason, "relay skipped: /healthz did not answer");
                     ranking.unreachable += 1;
