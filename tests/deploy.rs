@@ -812,3 +812,39 @@ async fn autoscaling_bounds_and_cpu_target_are_registered_kept_changed_and_enfor
         .expect("targets");
     assert!(left.scalable_targets().is_empty(), "{left:?}");
 }
+
+#[tokio::test]
+async fn rotate_relay_cert_makes_a_new_key_pair_that_the_task_and_the_front_door_both_get() {
+    let moto = Moto::start().await;
+    deploy(&moto, "ivs").await;
+    let config = moto.sdk_config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let read = |name: &'static str| {
+        let ssm = ssm.clone();
+        async move {
+            let found = ssm.get_parameter().name(name).with_decryption(true).send().await.expect(name);
+            found.parameter().and_then(|p| p.value().map(str::to_owned)).expect("value")
+        }
+    };
+    let (cert, key) = (read("/ivsctl/ivs/relay-cert").await, read("/ivsctl/ivs/relay-key").await);
+    assert!(key.contains("PRIVATE KEY"));
+
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait", "--rotate-relay-cert"]).await);
+    let (new_cert, new_key) = (read("/ivsctl/ivs/relay-cert").await, read("/ivsctl/ivs/relay-key").await);
+    assert!(new_cert != cert && new_key != key, "a new pair");
+    assert!(out.contains("updated    SSM parameter /ivsctl/ivs/relay-cert"), "{out}");
+    assert!(!out.contains(&new_key) && !out.contains("PRIVATE KEY"), "the key is never printed:\n{out}");
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let front_door = lambda.get_function().function_name("ivs-front-door").send().await.expect("front door");
+    let env = front_door.configuration().and_then(|c| c.environment()).and_then(|e| e.variables()).cloned().unwrap_or_default();
+    assert_eq!(env.get("RELAY_CERT"), Some(&new_cert), "the front door pins the new certificate");
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let task = ecs.describe_task_definition().task_definition("ivs-relay").send().await.expect("task definition");
+    let container = &task.task_definition().expect("td").container_definitions()[0];
+    let served = container.environment().iter().find(|e| e.name() == Some("IVS_RELAY_TLS_CERT_PEM")).and_then(|e| e.value());
+    assert_eq!(served, Some(new_cert.as_str()), "the new revision serves it");
+    // And without the flag the pair stays.
+    let again = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait"]).await);
+    assert!(again.contains("unchanged  SSM parameter /ivsctl/ivs/relay-key"), "{again}");
+    assert_eq!(read("/ivsctl/ivs/relay-cert").await, new_cert);
+}
