@@ -96,7 +96,7 @@ impl Aws {
             return Err(ConnectError::UnknownRegion(region));
         }
         let credentials = config.credentials_provider().ok_or_else(|| ConnectError::NoCredentials("no provider".into()))?;
-        credentials.provide_credentials().await.map_err(|e| ConnectError::NoCredentials(error_chain(&e)))?;
+        credentials.provide_credentials().await.map_err(|e| ConnectError::NoCredentials(format!("{:#}", anyhow::Error::new(e))))?;
 
         let identity =
             match aws_sdk_sts::Client::new(&config).get_caller_identity().send().await.on("account", op!("sts:GetCallerIdentity")) {
@@ -152,17 +152,6 @@ pub async fn ivs_regions(aws: &Aws) -> Result<Vec<String>, AwsError> {
     let mut regions: Vec<String> = pages.iter().flat_map(|page| page.parameters()).filter_map(|p| p.value()).map(str::to_owned).collect();
     regions.sort();
     Ok(regions)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

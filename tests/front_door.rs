@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::browser::{browser, event};
 use common::lambda::FunctionUrl;
 use common::moto::Moto;
@@ -38,18 +38,9 @@ struct Stack {
 impl Stack {
     async fn start() -> Stack {
         let moto = Moto::start().await;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-        dynamodb
-            .create_table()
-            .table_name(TABLE)
-            .key_schema(KeySchemaElement::builder().attribute_name("task_arn").key_type(KeyType::Hash).build().expect("key"))
-            .attribute_definitions(
-                AttributeDefinition::builder().attribute_name("task_arn").attribute_type(ScalarAttributeType::S).build().expect("attr"),
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .expect("table");
+        let config = moto.sdk_config().await;
+        common::moto::create_registry_table(&config, TABLE).await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
         let (cert, key) = relay_certificate();
         Stack { moto, dynamodb, cert, key, port: free_tcp_port() }
     }
@@ -93,6 +84,18 @@ impl Stack {
     fn pair(&self) -> (&str, &str) {
         (&self.cert, &self.key)
     }
+}
+
+/// A WHIP POST of `offer` through the front door, with the token, as a raw HTTP client makes it.
+async fn post_offer(front: &FunctionUrl, stream: &str, offer: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/whip/{stream}", front.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .expect("the front door answers")
 }
 
 fn recordings(dir: &TempDir) -> Vec<std::path::PathBuf> {
@@ -153,14 +156,7 @@ async fn sessions_spread_over_two_relays_and_their_urls_reach_the_relay_that_hol
     // One publisher per stream across the relays: whichever relay holds it says 409.
     let offer = common::offer::h264_offer().await;
     for n in 1..=4 {
-        let again = http
-            .post(format!("{}/whip/cam{n}", front.base))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/sdp")
-            .body(offer.clone())
-            .send()
-            .await
-            .expect("answer");
+        let again = post_offer(&front, &format!("cam{n}"), offer.clone()).await;
         assert_eq!(again.status(), StatusCode::CONFLICT, "cam{n} published twice");
         assert!(again.text().await.expect("reason").contains("already has a live session"));
     }
@@ -239,14 +235,7 @@ async fn draining_dead_and_impostor_relays_are_skipped_within_the_request() {
     // With the healthy relay gone too, the front door says why nobody can take the session.
     drop(healthy);
     let offer = common::offer::h264_offer().await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/whip/cam3", front.base))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/sdp")
-        .body(offer)
-        .send()
-        .await
-        .expect("answer");
+    let response = post_offer(&front, "cam3", offer).await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let reason = response.text().await.expect("reason");
     assert!(reason.contains("no relay can take the session") && reason.contains("1 draining"), "{reason}");
@@ -288,14 +277,7 @@ async fn an_obs_shaped_offer_by_raw_http_gets_201_and_its_delete_200() {
     assert!(offer.contains("a=group:LS") && offer.find("a=ice-ufrag").unwrap_or(usize::MAX) < offer.find("m=").unwrap_or(0), "{offer}");
 
     let http = reqwest::Client::new();
-    let created = http
-        .post(format!("{}/whip/obs", front.base))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/sdp")
-        .body(offer)
-        .send()
-        .await
-        .expect("answer");
+    let created = post_offer(&front, "obs", offer).await;
     assert_eq!(created.status(), StatusCode::CREATED, "{:?}", created.text().await);
     let location = created.headers()["location"].to_str().expect("location").to_owned();
     assert!(created.headers().contains_key("etag"));

@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use common::lambda::{Invocation, RuntimeApi};
 use common::moto::Moto;
 use ivs_ip_register::handler::{Handler, Outcome};
@@ -17,17 +16,7 @@ const TABLE: &str = "ivs-relays";
 const CLUSTER: &str = "ivs";
 
 async fn create_table(config: &aws_config::SdkConfig) {
-    aws_sdk_dynamodb::Client::new(config)
-        .create_table()
-        .table_name(TABLE)
-        .key_schema(KeySchemaElement::builder().attribute_name("task_arn").key_type(KeyType::Hash).build().expect("key"))
-        .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("task_arn").attribute_type(ScalarAttributeType::S).build().expect("attr"),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("table");
+    common::moto::create_registry_table(config, TABLE).await;
 }
 
 /// An ENI in a default subnet with an Elastic IP, as a Fargate task with a public IP has.

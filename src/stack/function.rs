@@ -226,6 +226,17 @@ impl Resource for Function<'_> {
     }
 }
 
+/// The statement `sid` of `function`'s resource policy, if the function and the statement exist.
+pub async fn policy_statement(aws: &Aws, function: &str, sid: &str, label: &str) -> Result<Option<Value>, AwsError> {
+    let Some(policy) =
+        aws.lambda.get_policy().function_name(function).send().await.or_missing(NOT_FOUND, label, op!("lambda:GetPolicy"))?
+    else {
+        return Ok(None);
+    };
+    let document: Value = serde_json::from_str(policy.policy().unwrap_or("{}")).unwrap_or(Value::Null);
+    Ok(document["Statement"].as_array().into_iter().flatten().find(|s| s["Sid"] == sid).cloned())
+}
+
 /// The function's resource policy statement that lets the stack's rule (and only it) invoke it.
 pub struct Permission<'a>(pub &'a Names);
 
@@ -265,17 +276,7 @@ impl Resource for Permission<'_> {
     }
 
     async fn read(&self, aws: &Aws) -> Result<Option<Source>, AwsError> {
-        let Some(policy) = aws.lambda.get_policy().function_name(&self.0.function).send().await.or_missing(
-            NOT_FOUND,
-            &self.label(),
-            op!("lambda:GetPolicy"),
-        )?
-        else {
-            return Ok(None);
-        };
-        let document: Value = serde_json::from_str(policy.policy().unwrap_or("{}")).unwrap_or(Value::Null);
-        let id = self.statement_id();
-        let statement = document["Statement"].as_array().into_iter().flatten().find(|s| s["Sid"] == id.as_str());
+        let statement = policy_statement(aws, &self.0.function, &self.statement_id(), &self.label()).await?;
         Ok(statement.map(|s| Source(s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str().unwrap_or_default().to_owned())))
     }
 

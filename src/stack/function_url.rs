@@ -180,17 +180,7 @@ impl Resource for PublicInvoke<'_> {
     }
 
     async fn read(&self, aws: &Aws) -> Result<Option<Statement>, AwsError> {
-        let Some(policy) = aws.lambda.get_policy().function_name(&self.names.front_door).send().await.or_missing(
-            NOT_FOUND,
-            &self.label(),
-            op!("lambda:GetPolicy"),
-        )?
-        else {
-            return Ok(None);
-        };
-        let document: Value = serde_json::from_str(policy.policy().unwrap_or("{}")).unwrap_or(Value::Null);
-        let id = self.statement_id();
-        let statement = document["Statement"].as_array().into_iter().flatten().find(|s| s["Sid"] == id.as_str());
+        let statement = super::function::policy_statement(aws, &self.names.front_door, &self.statement_id(), &self.label()).await?;
         let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
         Ok(statement.map(|s| Statement {
             action: text(&s["Action"]),

@@ -161,3 +161,19 @@ impl Call {
         !READS.iter().any(|prefix| self.action.starts_with(prefix))
     }
 }
+
+/// The relay registry table as `ivsctl deploy` makes it (key `task_arn`, on demand).
+pub async fn create_registry_table(config: &aws_config::SdkConfig, name: &str) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(name)
+        .key_schema(KeySchemaElement::builder().attribute_name("task_arn").key_type(KeyType::Hash).build().expect("key"))
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("task_arn").attribute_type(ScalarAttributeType::S).build().expect("attr"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("table");
+}
