@@ -363,16 +363,33 @@ async fn wait(
             }
             Ok(false) if tokio::time::Instant::now() >= deadline => {
                 let stop = stop().await?;
+                let protected = still_protected(&state);
                 return Err(AwsError::new(
                     resource,
                     "wait",
                     "Timeout",
-                    format!("{} of {count} tasks running after {} s{stop}; `ivsctl status` shows more", state.running, timeout.as_secs()),
+                    format!(
+                        "{} of {count} tasks running after {} s{stop}{protected}; `ivsctl status` shows more",
+                        state.running,
+                        timeout.as_secs()
+                    ),
                 ));
             }
             Ok(false) => tokio::time::sleep(Duration::from_secs(5)).await,
         }
     }
+}
+
+/// Why a rollout may still be going on at the timeout: relays carrying streams hold scale-in
+/// protection, which ECS waits out before it stops them.
+fn still_protected(state: &ServiceState) -> String {
+    let older: i32 = state.deployments.iter().filter(|d| d.status != "PRIMARY").map(|d| d.running).sum();
+    if older == 0 {
+        return String::new();
+    }
+    format!(
+        "; {older} task(s) of an earlier revision still run: relays with live streams hold scale-in protection and are replaced once their streams end"
+    )
 }
 
 /// Waits until the service's PRIMARY deployment runs `registered` to completion (see [`rollout`]).
@@ -476,6 +493,14 @@ mod tests {
 
     fn service(deployments: Vec<DeploymentState>) -> ServiceState {
         ServiceState { status: "ACTIVE".into(), desired: 2, running: 2, pending: 0, task_definition: NEW.into(), deployments }
+    }
+
+    #[test]
+    fn a_timeout_with_old_tasks_still_running_says_they_may_be_protected() {
+        let rolling = service(vec![deployment("PRIMARY", "IN_PROGRESS", NEW, 1), deployment("ACTIVE", "COMPLETED", "old:1", 2)]);
+        let hint = still_protected(&rolling);
+        assert!(hint.contains("2 task(s) of an earlier revision") && hint.contains("scale-in protection"), "{hint}");
+        assert_eq!(still_protected(&service(vec![deployment("PRIMARY", "IN_PROGRESS", NEW, 1)])), "");
     }
 
     fn live(task_definition: &str, count: i32, subnets: &[&str], group: &str) -> Service {
