@@ -115,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = RelayConfig::new(cli.listen, http, cli.streaming, Exposure::Internet)?;
     config.task_protection = cli
         .ecs_agent_uri
-        .map(|uri| ProtectionSettings::new(uri, cli.task_protection_minutes, Duration::from_secs(cli.task_protection_renew_seconds)))
+        .map(|uri| ProtectionSettings::new(&uri, cli.task_protection_minutes, Duration::from_secs(cli.task_protection_renew_seconds)))
         .transpose()
         .map_err(anyhow::Error::msg)
         .context("--task-protection-minutes / --task-protection-renew-seconds")?;
