@@ -263,9 +263,11 @@ async fn measure_seed(args: &Args, streams: usize, media: &Media, rtmp_port: u16
     let mut engines = Vec::new();
     for n in 0..streams {
         let child = Command::new("ffmpeg")
-            .args(["-v", "error", "-re", "-f", "h264", "-framerate", "30", "-i"])
+            // Looped like the publishers' media, so a run longer than the clip measures engines
+            // that still run (a finished ffmpeg counted as 0 % and not live).
+            .args(["-v", "error", "-re", "-stream_loop", "-1", "-f", "h264", "-framerate", "30", "-i"])
             .arg(&media.video)
-            .args(["-re", "-i"])
+            .args(["-re", "-stream_loop", "-1", "-i"])
             .arg(&media.audio)
             .args([
                 "-map",
