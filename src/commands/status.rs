@@ -141,19 +141,23 @@ pub async fn relays(aws: &Aws, names: &Names) -> anyhow::Result<Vec<Relay>> {
             note: Some(NOT_REGISTERED.to_owned()),
         });
     }
-    // Relays are trusted as the front door trusts them: by the stack's pinned certificate.
-    let Some(cert) = parameter::value(aws, names, Kind::RelayCert).await? else {
-        anyhow::bail!("the stack has no relay certificate (SSM parameter {}): run ivsctl deploy", Kind::RelayCert.name(names));
+    // Relays are trusted as the front door trusts them: by the stack's pinned certificate. A
+    // stack deployed before relays had one still lists its relays, unprobed.
+    let client = match parameter::value(aws, names, Kind::RelayCert).await? {
+        Some(cert) => {
+            let deadlines = Deadlines { connect: Duration::from_secs(2), total: Duration::from_secs(3) };
+            Some(ivs_ip_register::front_door::pinned::client(&cert, deadlines)?)
+        }
+        None => None,
     };
-    let deadlines = Deadlines { connect: Duration::from_secs(2), total: Duration::from_secs(3) };
-    let client = ivs_ip_register::front_door::pinned::client(&cert, deadlines)?;
     let mut probes = tokio::task::JoinSet::new();
     for entry in entries {
         let client = client.clone();
         probes.spawn(async move {
-            let (health, sessions, protected) = match &entry.public_ip {
-                None => ("no public address".to_owned(), None, None),
-                Some(ip) => probe(&client, ip).await,
+            let (health, sessions, protected) = match (&entry.public_ip, &client) {
+                (None, _) => ("no public address".to_owned(), None, None),
+                (Some(_), None) => ("not probed: the stack has no relay certificate yet (run ivsctl deploy)".to_owned(), None, None),
+                (Some(ip), Some(client)) => probe(client, ip).await,
             };
             Relay { entry, health, sessions, protected }
         });

@@ -165,6 +165,7 @@ impl PublicInvoke<'_> {
 }
 
 /// The live statement: the action it grants, and to whom.
+#[derive(Clone)]
 pub struct Statement {
     action: String,
     principal: String,
@@ -210,7 +211,7 @@ impl Resource for PublicInvoke<'_> {
     }
 
     async fn update(&self, aws: &Aws, _: &(), live: &Statement) -> Result<(), AwsError> {
-        self.delete(aws, Statement { action: live.action.clone(), principal: live.principal.clone() }).await?;
+        self.delete(aws, live.clone()).await?;
         self.add(aws).await
     }
 

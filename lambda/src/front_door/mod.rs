@@ -163,7 +163,8 @@ impl FrontDoor {
         relays.into_iter().zip(asked).find_map(|(relay, holds)| holds.then_some(relay))
     }
 
-    /// Requests any relay answers the same (OPTIONS, the page's configuration).
+    /// Requests any relay answers the same (OPTIONS, the page's configuration): the first
+    /// registered relay that answers, with no health round first.
     async fn to_any_relay(
         &self,
         method: &Method,
@@ -171,13 +172,13 @@ impl FrontDoor {
         headers: &HeaderMap,
         body: Vec<u8>,
     ) -> Result<LambdaFunctionUrlResponse, Refusal> {
-        let ranking = self.directory.ranked().await.map_err(registry_unavailable)?;
-        for relay in &ranking.ready {
+        let relays = self.directory.relays().await.map_err(registry_unavailable)?;
+        for relay in &relays {
             if let Ok(answer) = self.forward(relay, method, path, headers, body.clone()).await {
                 return Ok(answer.into_response(None));
             }
         }
-        Err(refuse(StatusCode::BAD_GATEWAY, ranking.shortfall(0)))
+        Err(refuse(StatusCode::BAD_GATEWAY, format!("none of the {} running relays answered; try again shortly", relays.len())))
     }
 
     async fn forward(
