@@ -13,14 +13,15 @@ use common::probe::probe;
 use common::rtmp_server::{Behaviour, TestIngest, chunk, continuation, deeply_nested_result, set_chunk_size};
 use common::{Publisher, Relay, free_tcp_port, wait_until};
 
-/// Waits for a session's `last_error`, which must mention `expected`.
-async fn wait_for_error(publisher: &Publisher, expected: &str) -> String {
+/// Waits for the `last_error` of the publisher's own destination (`ivsctl local` records to a
+/// file besides), which must mention `expected`; returns that destination's status.
+async fn wait_for_error(publisher: &Publisher, expected: &str) -> serde_json::Value {
     let started = std::time::Instant::now();
     loop {
         let status = publisher.status().await;
-        let error = status.as_ref().and_then(|s| s["last_error"].as_str()).unwrap_or_default().to_owned();
-        if error.contains(expected) {
-            return error;
+        let client = status.as_ref().and_then(|s| s["destinations"].as_array()?.iter().find(|d| d["origin"] == "client").cloned());
+        if let Some(client) = client.filter(|d| d["last_error"].as_str().is_some_and(|e| e.contains(expected))) {
+            return client;
         }
         assert!(started.elapsed() < Duration::from_secs(15), "no `{expected}` error reported: {status:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -82,9 +83,10 @@ async fn a_hostile_ingest_ends_only_its_own_session_with_a_clear_error() {
         victims.push((publisher, *expected));
     }
     for (publisher, expected) in &victims {
-        let error = wait_for_error(publisher, expected).await;
+        let destination = wait_for_error(publisher, expected).await;
+        let error = destination["last_error"].as_str().unwrap_or_default();
         assert!(error.starts_with("RTMP session error") || error.starts_with("ingest did not answer"), "{error}");
-        assert_eq!(publisher.status().await.expect("status")["state"], "reconnecting");
+        assert_eq!(destination["state"], "reconnecting");
     }
     assert!(hostile.iter().all(|(i, _)| i.connections.load(Ordering::SeqCst) >= 1));
     for (mut publisher, _) in victims {

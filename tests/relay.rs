@@ -39,7 +39,7 @@ async fn publishing_over_rtmp_reaches_the_ingest_and_never_logs_the_stream_key()
     let report = publisher.status().await.expect("status");
     let shown = report.to_string();
     assert!(!shown.contains(STREAM_KEY), "status shows the stream key: {shown}");
-    assert_eq!(report["destination"], format!("127.0.0.1:{}", ingest.port));
+    assert_eq!(report["destinations"][0]["host"], format!("127.0.0.1:{}", ingest.port));
 
     publisher.finish().await;
     let recording = ingest.finished().await;
@@ -72,7 +72,7 @@ async fn rtmps_to_an_untrusted_certificate_is_refused_and_reported() {
         publisher
             .status()
             .await
-            .is_some_and(|s| s["state"] == "reconnecting" && s["last_error"].as_str().is_some_and(|e| e.contains("certificate")))
+            .is_some_and(|s| s["state"] == "reconnecting" && s["destinations"][0]["last_error"].as_str().is_some_and(|e| e.contains("certificate")))
     })
     .await;
     assert!(reported.is_some(), "status: {:?}", publisher.status().await);
@@ -97,7 +97,7 @@ async fn an_ingest_that_dies_mid_stream_is_reconnected_and_the_session_kept() {
     let second = FfmpegIngest::start(port, &dir.path().join("second.flv")).await;
     assert!(wait_until(Duration::from_secs(8), live).await.is_some(), "never live again: {:?}", publisher.status().await);
     let status = publisher.status().await.expect("same session still there");
-    assert!(status["reconnects"].as_u64() >= Some(1));
+    assert!(status["destinations"][0]["reconnects"].as_u64() >= Some(1));
 
     publisher.finish().await;
     let second = probe(&second.finished().await);

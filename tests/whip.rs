@@ -447,6 +447,6 @@ async fn an_empty_token_variable_or_a_broken_destination_stops_the_relay_and_kee
         .expect("runs");
     let output = format!("{}{}", String::from_utf8_lossy(&broken.stdout), String::from_utf8_lossy(&broken.stderr));
     assert!(!broken.status.success());
-    assert!(output.contains("--destination is not usable"), "{output}");
+    assert!(output.contains("--destination #1 is not usable"), "{output}");
     assert!(!output.contains("s3cr3t"), "the stream key was printed: {output}");
 }

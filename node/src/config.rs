@@ -34,11 +34,19 @@ pub struct StreamingArgs {
     #[arg(long, env = "IVS_RELAY_TOKEN", hide_env_values = true, value_parser = non_empty_secret)]
     pub token: Option<Secret>,
 
-    /// Default destination: rtmp://, rtmps:// or file:// URL; `{stream}` and `{time}` are filled in.
-    #[arg(long, env = "IVS_RELAY_DESTINATION", hide_env_values = true, value_parser = non_empty_secret)]
-    pub destination: Option<Secret>,
+    /// Where every session publishes (repeatable: each gets the stream): rtmp://, rtmps:// or
+    /// file:// URL; `{stream}` and `{time}` are filled in. From the environment:
+    /// IVS_RELAY_DESTINATION, then IVS_RELAY_DESTINATION_2, _3, … (one secret each).
+    #[arg(long = "destination", env = "IVS_RELAY_DESTINATION", hide_env_values = true, value_parser = non_empty_secret)]
+    pub destinations: Vec<Secret>,
 
-    /// Let clients choose their own rtmp(s):// destination with the `X-RTMP-Destination` header.
+    /// Most destinations one session may publish to (the relay's own and the client's together);
+    /// more is refused with 400.
+    #[arg(long, env = "IVS_RELAY_MAX_DESTINATIONS", default_value_t = 5)]
+    pub max_destinations: usize,
+
+    /// Let clients add their own rtmp(s):// destinations: `X-RTMP-Destination` header lines on
+    /// the WHIP POST, or a POST to the session's `/destinations` while live.
     #[arg(long, env = "IVS_RELAY_ALLOW_CLIENT_DESTINATION")]
     pub allow_client_destination: bool,
 
@@ -149,8 +157,9 @@ pub struct RelayConfig {
     pub http: HttpSecurity,
     pub http_limits: HttpLimits,
     pub token: Option<Secret>,
-    /// Destination template (may hold `{stream}`/`{time}`); checked at start.
-    pub destination: Option<Secret>,
+    /// Destination templates (may hold `{stream}`/`{time}`); checked at start.
+    pub destinations: Vec<Secret>,
+    pub max_destinations: usize,
     pub allow_client_destination: bool,
     /// What a client-chosen destination may resolve to.
     pub client_destinations: AddressPolicy,
@@ -172,14 +181,20 @@ pub struct RelayConfig {
 
 impl RelayConfig {
     pub fn new(listen: SocketAddr, http: HttpSecurity, args: StreamingArgs, exposure: Exposure) -> anyhow::Result<Self> {
-        if let Some(template) = &args.destination {
+        let mut args = args;
+        args.destinations.extend(numbered_destinations(|name| std::env::var(name).ok()).map_err(anyhow::Error::msg)?);
+        for (n, template) in args.destinations.iter().enumerate() {
             // The error says what is wrong, never the URL: it holds the stream key.
             Destination::parse(template.expose(), "check", jiff::Timestamp::now())
-                .map_err(|e| anyhow::anyhow!("--destination is not usable: {e}"))?;
-        } else if !args.allow_client_destination {
+                .map_err(|e| anyhow::anyhow!("--destination #{} is not usable: {e}", n + 1))?;
+        }
+        if args.destinations.is_empty() && !args.allow_client_destination {
             anyhow::bail!(
                 "no destination: give --destination (or IVS_RELAY_DESTINATION), or allow clients to choose with --allow-client-destination"
             );
+        }
+        if args.max_destinations == 0 || args.destinations.len() > args.max_destinations {
+            anyhow::bail!("{} destinations given but --max-destinations is {}", args.destinations.len(), args.max_destinations);
         }
         if args.aac_bitrate < 32_000 || args.aac_bitrate > 320_000 {
             anyhow::bail!("--aac-bitrate {} is outside 32000..=320000", args.aac_bitrate);
@@ -205,7 +220,8 @@ impl RelayConfig {
                 posts_per_minute: args.posts_per_minute,
             },
             token: args.token,
-            destination: args.destination,
+            destinations: args.destinations,
+            max_destinations: args.max_destinations,
             allow_client_destination: args.allow_client_destination,
             client_destinations: restricted,
             allowed_destination_ports: args.allowed_destination_ports,
@@ -222,6 +238,15 @@ impl RelayConfig {
             task_protection: None,
         })
     }
+}
+
+/// `IVS_RELAY_DESTINATION_2`, `_3`, … up to the first one unset: how a deployed task gets
+/// several destinations, each its own ECS secret (one SSM parameter each).
+fn numbered_destinations(var: impl Fn(&str) -> Option<String>) -> Result<Vec<Secret>, String> {
+    (2..)
+        .map_while(|n| var(&format!("IVS_RELAY_DESTINATION_{n}")).map(|value| (n, value)))
+        .map(|(n, value)| non_empty_secret(&value).map_err(|e| format!("IVS_RELAY_DESTINATION_{n} {e}")))
+        .collect()
 }
 
 /// TLS for rtmps:// ingests: the bundled web PKI roots (no system store needed), plus `extra_ca`.
@@ -287,7 +312,31 @@ mod tests {
     #[test]
     fn an_unusable_destination_is_reported_without_its_url() {
         let error = config(&["--destination", "rtmp://ingest.example/sk-s3cret"]).expect_err("no app").to_string();
-        assert!(error.contains("--destination is not usable") && !error.contains("s3cret"), "{error}");
+        assert!(error.contains("--destination #1 is not usable") && !error.contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn destinations_repeat_and_the_numbered_variables_add_to_them() {
+        let config = config(&["--destination", "file://a.flv", "--destination", "rtmp://ingest.example/app/k"]).expect("valid");
+        assert_eq!(config.destinations.len(), 2);
+        let vars = |name: &str| match name {
+            "IVS_RELAY_DESTINATION_2" => Some("rtmp://a.example/app/k".to_owned()),
+            "IVS_RELAY_DESTINATION_3" => Some("rtmp://b.example/app/k".to_owned()),
+            "IVS_RELAY_DESTINATION_5" => Some("rtmp://never.example/app/k".to_owned()),
+            _ => None,
+        };
+        let numbered = numbered_destinations(vars).expect("valid");
+        assert_eq!(numbered.iter().map(Secret::expose).collect::<Vec<_>>(), ["rtmp://a.example/app/k", "rtmp://b.example/app/k"]);
+        let error = numbered_destinations(|_| Some(String::new())).expect_err("empty").to_string();
+        assert!(error.contains("IVS_RELAY_DESTINATION_2"), "{error}");
+    }
+
+    #[test]
+    fn more_destinations_than_the_limit_is_an_error_at_start() {
+        let error = config(&["--destination", "file://a.flv", "--destination", "file://b.flv", "--max-destinations", "1"])
+            .expect_err("too many")
+            .to_string();
+        assert!(error.contains("2 destinations given but --max-destinations is 1"), "{error}");
     }
 
     #[test]

@@ -17,6 +17,16 @@ pub struct EndLabel {
     pub reason: &'static str,
 }
 
+/// A destination's host (and port) or file path: never its stream key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    pub destination: String,
+}
+
+/// How many distinct destination hosts get a label of their own; the rest share `other`, so
+/// publishers choosing ever new hosts cannot grow `/metrics` without bound.
+const MAX_DESTINATION_LABELS: usize = 256;
+
 pub const VIDEO: TrackLabel = TrackLabel { track: "video" };
 pub const AUDIO: TrackLabel = TrackLabel { track: "audio" };
 
@@ -26,9 +36,12 @@ pub struct Metrics {
     pub sessions_started: Counter,
     pub sessions_ended: Family<EndLabel, Counter>,
     pub bytes_received: Counter,
-    pub bytes_sent: Counter,
+    pub bytes_sent: Family<DestinationLabel, Counter>,
     pub keyframe_requests: Counter,
-    pub rtmp_reconnects: Counter,
+    pub rtmp_reconnects: Family<DestinationLabel, Counter>,
+    /// Destinations open now, over all sessions.
+    pub destinations: Gauge,
+    labelled_hosts: std::sync::Mutex<std::collections::HashSet<String>>,
     pub dropped_frames: Counter,
     pub lost_packets: Counter,
     pub repaired_packets: Counter,
@@ -57,9 +70,11 @@ impl Metrics {
             sessions_started: Counter::default(),
             sessions_ended: Family::default(),
             bytes_received: Counter::default(),
-            bytes_sent: Counter::default(),
+            bytes_sent: Family::default(),
             keyframe_requests: Counter::default(),
-            rtmp_reconnects: Counter::default(),
+            rtmp_reconnects: Family::default(),
+            destinations: Gauge::default(),
+            labelled_hosts: std::sync::Mutex::default(),
             dropped_frames: Counter::default(),
             lost_packets: Counter::default(),
             repaired_packets: Counter::default(),
@@ -72,9 +87,10 @@ impl Metrics {
         registry.register("sessions_started", "WHIP sessions accepted", metrics.sessions_started.clone());
         registry.register("sessions_ended", "WHIP sessions ended, by reason", metrics.sessions_ended.clone());
         registry.register("rtp_received_bytes", "RTP payload bytes received from publishers", metrics.bytes_received.clone());
-        registry.register("ingest_sent_bytes", "FLV tag bytes sent to ingests and files", metrics.bytes_sent.clone());
+        registry.register("ingest_sent_bytes", "FLV tag bytes sent, per destination", metrics.bytes_sent.clone());
         registry.register("keyframe_requests", "PLIs sent to publishers", metrics.keyframe_requests.clone());
-        registry.register("rtmp_reconnects", "RTMP reconnect attempts after an ingest failed", metrics.rtmp_reconnects.clone());
+        registry.register("rtmp_reconnects", "RTMP reconnect attempts after an ingest failed, per destination", metrics.rtmp_reconnects.clone());
+        registry.register("destinations", "Destinations open now, over all sessions", metrics.destinations.clone());
         registry.register(
             "dropped_frames",
             "Video frames not forwarded (loss, damage, waiting for a keyframe, full queue)",
@@ -95,11 +111,38 @@ impl Metrics {
         Self { registry, ..metrics }
     }
 
+    /// The label for a destination host: its own while fewer than `MAX_DESTINATION_LABELS`
+    /// hosts have one, `other` after that.
+    pub fn destination_label(&self, host: &str) -> DestinationLabel {
+        let mut hosts = self.labelled_hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let destination = if hosts.contains(host) || (hosts.len() < MAX_DESTINATION_LABELS && hosts.insert(host.to_owned())) {
+            host.to_owned()
+        } else {
+            "other".to_owned()
+        };
+        DestinationLabel { destination }
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_hosts_beyond_the_label_limit_share_one_label() {
+        let metrics = Metrics::new();
+        for n in 0..MAX_DESTINATION_LABELS {
+            assert_eq!(metrics.destination_label(&format!("host{n}:1935")).destination, format!("host{n}:1935"));
+        }
+        assert_eq!(metrics.destination_label("one-too-many:1935").destination, "other");
+        assert_eq!(metrics.destination_label("host0:1935").destination, "host0:1935");
     }
 }

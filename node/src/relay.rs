@@ -11,14 +11,13 @@ use thiserror::Error;
 use tokio::sync::watch;
 use webrtc::api::API;
 
-use crate::address::AddressPolicy;
 use crate::config::RelayConfig;
 use crate::destination::Destination;
 use crate::guard::PostRateLimit;
 use crate::metrics::Metrics;
 use crate::protection::ProtectionStatus;
 use crate::session::{Session, SessionError, SessionParams};
-use crate::status::StatusReport;
+use crate::status::{Origin, StatusReport};
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -136,16 +135,16 @@ impl Relay {
         self: &Arc<Self>,
         stream: &str,
         offer: String,
-        destination: Destination,
-        policy: AddressPolicy,
+        destinations: Vec<(Destination, Origin)>,
     ) -> Result<(Arc<Session>, String), StartError> {
         let reservation = self.reserve(stream)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let params = SessionParams {
             id: id.clone(),
             stream: stream.to_owned(),
-            destination,
-            policy,
+            destinations,
+            max_destinations: self.config.max_destinations,
+            client_policy: self.config.client_destinations.clone(),
             candidates: self.config.ice_candidates.clone(),
             aac_bitrate: self.config.aac_bitrate,
             tls: self.config.ingest_tls.clone(),

@@ -1,12 +1,12 @@
-//! One publisher: its WebRTC peer connection, the media core fed by its tracks, and the sink its
-//! tags go to. Owns the session's lifecycle: it ends on DELETE, on ICE failure or DTLS close,
+//! One publisher: its WebRTC peer connection, the media core fed by its tracks, and the
+//! destinations its tags go to (`sink::Fanout`), which can change while live. Owns the session's lifecycle: it ends on DELETE, on ICE failure or DTLS close,
 //! when media stops for `MEDIA_TIMEOUT`, or at shutdown, and then frees everything.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use webrtc::api::API;
@@ -22,16 +22,16 @@ use crate::address::AddressPolicy;
 use crate::destination::Destination;
 use crate::media::clock::Track;
 use crate::media::rtp::RtpPacket;
-use crate::media::{CoreConfig, Input, MediaCore, Output, Tag, TagKind};
+use crate::media::{CoreConfig, Input, MediaCore, Output};
 use crate::metrics::Metrics;
 use crate::offer::{self, OfferError};
-use crate::sink::queue::SendError;
-use crate::sink::{self, SinkContext, SinkHandle};
-use crate::status::{EndReason, SessionStatus};
+use crate::sink::{Fanout, FanoutError, SessionContext};
+use crate::status::{DestinationReport, EndReason, Origin, SessionStatus};
 
 /// A session whose publisher sent nothing for this long is ended.
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(8);
-/// How long the sink gets to end the RTMP stream cleanly when a session ends; then it is aborted.
+/// How long the sinks get to end their RTMP streams cleanly when a session ends; then they are
+/// aborted.
 const SINK_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long answering waits for ICE candidates to be gathered (host candidates: instant).
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,6 +44,8 @@ pub enum SessionError {
     Negotiation(String),
     #[error("audio transcoder: {0}")]
     Transcoder(#[from] crate::media::aac::TranscodeError),
+    #[error(transparent)]
+    Destinations(#[from] FanoutError),
 }
 
 /// What the media task receives from the track readers.
@@ -58,8 +60,11 @@ enum TrackEvent {
 pub struct SessionParams {
     pub id: String,
     pub stream: String,
-    pub destination: Destination,
-    pub policy: AddressPolicy,
+    /// Where the session publishes from the start, in order: the relay's own, then the client's.
+    pub destinations: Vec<(Destination, Origin)>,
+    pub max_destinations: usize,
+    /// What a publisher-chosen destination may resolve to.
+    pub client_policy: AddressPolicy,
     pub aac_bitrate: u32,
     pub tls: Arc<rustls::ClientConfig>,
     pub dns: crate::dns::Dns,
@@ -74,6 +79,22 @@ pub struct Session {
     pub status: Arc<SessionStatus>,
     cancel: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
+    control: mpsc::Sender<Control>,
+}
+
+/// Why a destination could not be added or removed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ControlError {
+    #[error(transparent)]
+    Fanout(#[from] FanoutError),
+    #[error("the session has ended")]
+    Ended,
+}
+
+/// Changes to a live session's destinations, carried out by its media task (their one owner).
+enum Control {
+    Add(Destination, oneshot::Sender<Result<DestinationReport, FanoutError>>),
+    Remove(String, oneshot::Sender<Result<(), FanoutError>>),
 }
 
 /// Closes a peer connection that is dropped before a media task took it over, whatever path
@@ -139,50 +160,47 @@ impl Session {
         let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.recv()).await;
         let answer = pc.local_description().await.map(|d| d.sdp).ok_or_else(|| SessionError::Negotiation("no local description".into()))?;
 
-        let status = Arc::new(SessionStatus::new(
-            params.id.clone(),
-            params.stream.clone(),
-            params.destination.display_host(),
-            jiff::Timestamp::now(),
-        ));
+        let status = Arc::new(SessionStatus::new(params.id.clone(), params.stream.clone(), jiff::Timestamp::now()));
         let keyframe_wanted = Arc::new(Notify::new());
-        let sink = sink::spawn(
-            params.destination.clone(),
-            SinkContext {
-                status: status.clone(),
-                metrics: params.metrics.clone(),
-                keyframe_wanted: keyframe_wanted.clone(),
-                policy: params.policy.clone(),
-                tls: params.tls.clone(),
-                dns: params.dns.clone(),
-                has_audio: summary.has_audio,
-                started: Instant::now(),
-                first_keyframe: Arc::new(std::sync::Once::new()),
-            },
-        );
+        let context = SessionContext {
+            metrics: params.metrics.clone(),
+            keyframe_wanted: keyframe_wanted.clone(),
+            client_policy: params.client_policy,
+            tls: params.tls,
+            dns: params.dns,
+            has_audio: summary.has_audio,
+            started: Instant::now(),
+            first_keyframe: Arc::new(std::sync::Once::new()),
+        };
+        let mut fanout = Fanout::new(context, status.clone(), params.max_destinations);
+        for (destination, origin) in params.destinations {
+            fanout.add(destination, origin)?;
+        }
         params.metrics.sessions.inc();
         params.metrics.sessions_started.inc();
-        tracing::info!(session = %params.id, stream = %params.stream, destination = %params.destination, audio = summary.has_audio, "session started");
+        tracing::info!(session = %params.id, stream = %params.stream, audio = summary.has_audio, "session started");
 
+        let (control, control_rx) = mpsc::channel(8);
         let session = Arc::new(Self {
             id: params.id.clone(),
             stream: params.stream.clone(),
             status: status.clone(),
             cancel: cancel.clone(),
             task: Mutex::new(None),
+            control,
         });
         let media = MediaTask {
             pc: pc.take(),
             core,
             events: events_rx,
-            sink,
+            control: control_rx,
+            fanout,
             keyframe_wanted,
             status,
             metrics: params.metrics,
             cancel,
             video_ssrc: None,
             bytes_received: 0,
-            overflowed: false,
         };
         register(&session);
         let task = tokio::spawn(async move {
@@ -197,6 +215,20 @@ impl Session {
     pub fn stop(&self, reason: EndReason) {
         self.status.end(reason);
         self.cancel.cancel();
+    }
+
+    /// Adds a destination while live: it gets the stream from the next keyframe on.
+    pub async fn add_destination(&self, destination: Destination) -> Result<DestinationReport, ControlError> {
+        let (reply, answer) = oneshot::channel();
+        self.control.send(Control::Add(destination, reply)).await.map_err(|_| ControlError::Ended)?;
+        Ok(answer.await.map_err(|_| ControlError::Ended)??)
+    }
+
+    /// Ends one of the destinations the publisher added; the others go on.
+    pub async fn remove_destination(&self, id: &str) -> Result<(), ControlError> {
+        let (reply, answer) = oneshot::channel();
+        self.control.send(Control::Remove(id.to_owned(), reply)).await.map_err(|_| ControlError::Ended)?;
+        Ok(answer.await.map_err(|_| ControlError::Ended)??)
     }
 
     pub async fn finished(&self) {
@@ -253,21 +285,20 @@ fn watch_connection(pc: &RTCPeerConnection, cancel: CancellationToken) {
     }));
 }
 
-/// The session's one task: feeds the core, sends its tags to the sink and its keyframe
-/// requests to the publisher.
+/// The session's one task: feeds the core, sends its tags to the destinations and its keyframe
+/// requests to the publisher, and adds or removes destinations.
 struct MediaTask {
     pc: Arc<RTCPeerConnection>,
     core: MediaCore,
     events: mpsc::Receiver<TrackEvent>,
-    sink: SinkHandle,
+    control: mpsc::Receiver<Control>,
+    fanout: Fanout,
     keyframe_wanted: Arc<Notify>,
     status: Arc<SessionStatus>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     video_ssrc: Option<u32>,
     bytes_received: u64,
-    /// The sink's queue overflowed: drop media until the next keyframe.
-    overflowed: bool,
 }
 
 impl MediaTask {
@@ -292,6 +323,7 @@ impl MediaTask {
                 }
                 () = tokio::time::sleep_until(wake) => self.core.handle_input(Instant::now(), Input::Tick),
                 () = self.keyframe_wanted.notified() => self.request_keyframe().await,
+                Some(control) = self.control.recv() => self.take_control(control).await,
                 _ = housekeeping.tick() => {
                     self.status.update_core(self.core.stats(), self.bytes_received);
                     if last_media.elapsed() > MEDIA_TIMEOUT {
@@ -327,38 +359,28 @@ impl MediaTask {
 
     async fn drain_outputs(&mut self) {
         while let Some(output) = self.core.poll_output() {
-            match output {
-                Output::Tag(tag) => {
-                    if self.forward(tag) {
-                        self.request_keyframe().await;
-                    }
-                }
-                Output::RequestKeyframe => self.request_keyframe().await,
+            let keyframe_needed = match output {
+                Output::Tag(tag) => self.fanout.forward(&tag),
+                Output::RequestKeyframe => true,
+            };
+            if keyframe_needed {
+                self.request_keyframe().await;
             }
         }
     }
 
-    /// Queues a tag for the sink; `true` when the queue overflowed and a keyframe is needed.
-    fn forward(&mut self, tag: Tag) -> bool {
-        let is_media = !tag.is_header && tag.kind != TagKind::Metadata;
-        if self.overflowed && is_media {
-            if tag.kind == TagKind::Video && tag.keyframe {
-                self.overflowed = false;
-            } else {
-                return false;
-            }
-        }
-        match self.sink.tags.try_send(tag) {
-            Ok(()) => false,
-            Err(SendError::Full(tag)) => {
-                if tag.kind == TagKind::Video {
-                    self.metrics.dropped_frames.inc();
+    async fn take_control(&mut self, control: Control) {
+        match control {
+            Control::Add(destination, reply) => {
+                let added = self.fanout.add(destination, Origin::Client);
+                if matches!(added, Ok((_, true))) {
+                    self.request_keyframe().await; // the new destination starts at the next one
                 }
-                let first = !self.overflowed;
-                self.overflowed = true;
-                first
+                let _ = reply.send(added.map(|(report, _)| report));
             }
-            Err(SendError::Closed) => false,
+            Control::Remove(id, reply) => {
+                let _ = reply.send(self.fanout.remove(&id));
+            }
         }
     }
 
@@ -372,20 +394,14 @@ impl MediaTask {
     }
 
     async fn finish(self) {
-        let Self { pc, sink, status, metrics, core, bytes_received, .. } = self;
+        let Self { pc, fanout, status, metrics, core, bytes_received, .. } = self;
         status.update_core(core.stats(), bytes_received);
         // Ended from inside: the peer connection failed or closed, or its tracks did.
         status.end(EndReason::PublisherGone);
         if let Some(reason) = status.end_reason() {
             metrics.sessions_ended.get_or_create(&crate::metrics::EndLabel { reason: reason.label() }).inc();
         }
-        let SinkHandle { tags, mut task } = sink;
-        drop(tags); // the sink ends the RTMP stream (deleteStream) or closes the file
-        if tokio::time::timeout(SINK_CLOSE_TIMEOUT, &mut task).await.is_err() {
-            tracing::warn!("sink did not close in {SINK_CLOSE_TIMEOUT:?}; aborted");
-            task.abort();
-            let _ = task.await;
-        }
+        fanout.close(SINK_CLOSE_TIMEOUT).await; // each sink ends its RTMP stream (deleteStream) or closes its file
         let _ = pc.close().await;
         metrics.sessions.dec();
         let report = status.report();

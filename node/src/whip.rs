@@ -1,5 +1,5 @@
-//! The HTTP surface: WHIP (RFC 9725) on `/whip/{stream}`, session status, health, metrics, the
-//! web app's config. Status codes follow the RFC and what real clients (browsers, OBS) expect:
+//! The HTTP surface: WHIP (RFC 9725) on `/whip/{stream}`, session status, a live session's
+//! destinations (`/whip/{stream}/{session}/destinations`), health, metrics, the web app's config. Status codes follow the RFC and what real clients (browsers, OBS) expect:
 //! 201 + Location + ETag on POST, 200 on DELETE, 405 for trickle PATCH (not supported: the
 //! answer carries every candidate), 415/400/406/401/403/409/429/503 with a one-line reason.
 //! Every WHIP route is behind `guard` (origin, token, rate, body deadline).
@@ -10,23 +10,27 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 
-use crate::address::AddressPolicy;
 use crate::destination::{Destination, DestinationError};
 use crate::guard::{Refusal, refuse};
 use crate::offer::MAX_OFFER_BYTES;
 use crate::relay::{Relay, StartError};
-use crate::session::{Session, SessionError};
+use crate::session::{ControlError, Session, SessionError};
+use crate::sink::FanoutError;
+use crate::status::Origin;
 
-/// Header a client names its own destination with (when the relay allows it).
+/// Header a client names its own destinations with (when the relay allows it): one line per
+/// destination, or several comma-separated on one line.
 pub const DESTINATION_HEADER: &str = "x-rtmp-destination";
 
 pub fn router(relay: Arc<Relay>) -> Router {
     let whip = Router::new()
         .route("/whip/{stream}", post(create_session).head(stream_in_use).options(whip_options))
         .route("/whip/{stream}/{session}", get(session_status).delete(delete_session).patch(trickle).options(whip_options))
+        .route("/whip/{stream}/{session}/destinations", post(add_destination).options(whip_options))
+        .route("/whip/{stream}/{session}/destinations/{destination}", delete(remove_destination).options(whip_options))
         .route_layer(axum::middleware::from_fn_with_state(relay.clone(), crate::guard::whip_guard));
     Router::new()
         .merge(whip)
@@ -62,9 +66,9 @@ async fn create_session(
         return Err(refuse(StatusCode::BAD_REQUEST, "stream name must be 1-64 letters, digits, '-' or '_'"));
     }
     let offer = String::from_utf8(body.to_vec()).map_err(|_| refuse(StatusCode::BAD_REQUEST, "malformed SDP offer: not UTF-8"))?;
-    let (destination, policy) = choose_destination(&relay, &stream, &headers).await?;
+    let destinations = choose_destinations(&relay, &stream, &headers).await?;
 
-    let (session, answer) = start_detached(&relay, &stream, offer, destination, policy).await?.map_err(|e| match e {
+    let (session, answer) = start_detached(&relay, &stream, offer, destinations).await?.map_err(|e| match e {
         StartError::Full => refuse(StatusCode::SERVICE_UNAVAILABLE, "the relay is at its session limit; try again shortly"),
         StartError::Busy => refuse(StatusCode::CONFLICT, format!("stream {stream:?} already has a live session")),
         StartError::ShuttingDown => refuse(StatusCode::SERVICE_UNAVAILABLE, "the relay is shutting down"),
@@ -93,13 +97,12 @@ async fn start_detached(
     relay: &Arc<Relay>,
     stream: &str,
     offer: String,
-    destination: Destination,
-    policy: AddressPolicy,
+    destinations: Vec<(Destination, Origin)>,
 ) -> Result<Result<(Arc<Session>, String), StartError>, Refusal> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (relay, stream) = (relay.clone(), stream.to_owned());
     tokio::spawn(async move {
-        let started = relay.start_session(&stream, offer, destination, policy).await;
+        let started = relay.start_session(&stream, offer, destinations).await;
         if let Err(Ok((session, _))) = tx.send(started) {
             session.stop(crate::status::EndReason::Abandoned);
         }
@@ -108,28 +111,62 @@ async fn start_detached(
     rx.await.map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "the session could not be started"))
 }
 
-/// The value of `X-RTMP-Destination`, if sent: a header that is there but unreadable is an
-/// error, never a reason to fall back to the relay's own destination.
-fn destination_header(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
-    let Some(value) = headers.get(DESTINATION_HEADER) else { return Ok(None) };
-    let url = value.to_str().map_err(|_| refuse(StatusCode::BAD_REQUEST, "X-RTMP-Destination must be a URL in plain ASCII"))?.trim();
-    if url.is_empty() {
-        return Err(refuse(StatusCode::BAD_REQUEST, "X-RTMP-Destination is empty: leave the header out to use the relay's destination"));
+/// The URLs in `X-RTMP-Destination`: one per header line, or several comma-separated on one
+/// line (it is a list header, RFC 9110 §5.3, so proxies that join repeated lines — Lambda
+/// Function URLs do — keep its meaning; an RTMP URL holds no comma). A header that is there but
+/// unreadable is an error, never a reason to fall back to the relay's own destinations.
+fn destination_headers(headers: &HeaderMap) -> Result<Vec<&str>, Refusal> {
+    let mut urls = Vec::new();
+    for value in headers.get_all(DESTINATION_HEADER) {
+        let line = value.to_str().map_err(|_| refuse(StatusCode::BAD_REQUEST, "X-RTMP-Destination must be a URL in plain ASCII"))?;
+        for url in line.split(',').map(str::trim) {
+            if url.is_empty() {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "X-RTMP-Destination holds an empty URL: leave the header out to use the relay's destinations",
+                ));
+            }
+            urls.push(url);
+        }
     }
-    Ok(Some(url))
+    Ok(urls)
 }
 
-/// The relay's own destination, or the client's when allowed and safe.
-async fn choose_destination(relay: &Relay, stream: &str, headers: &HeaderMap) -> Result<(Destination, AddressPolicy), Refusal> {
+/// The relay's own destinations, then the client's when allowed and safe.
+async fn choose_destinations(relay: &Relay, stream: &str, headers: &HeaderMap) -> Result<Vec<(Destination, Origin)>, Refusal> {
     let now = jiff::Timestamp::now();
-    let Some(url) = destination_header(headers)? else {
-        let template = relay.config.destination.as_ref().map(|t| t.expose()).ok_or_else(|| {
-            refuse(StatusCode::BAD_REQUEST, "this relay has no default destination: name one with the X-RTMP-Destination header")
-        })?;
+    let mut chosen = Vec::new();
+    for template in &relay.config.destinations {
         let destination =
-            Destination::parse(template, stream, now).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        return Ok((destination, AddressPolicy::Any));
-    };
+            Destination::parse(template.expose(), stream, now).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        chosen.push((destination, Origin::Relay));
+    }
+    let requested = destination_headers(headers)?;
+    if !requested.is_empty() && !relay.config.allow_client_destination {
+        return Err(refuse(StatusCode::FORBIDDEN, "this relay does not accept client-chosen destinations"));
+    }
+    let max = relay.config.max_destinations;
+    if chosen.len() + requested.len() > max {
+        let (own, asked) = (chosen.len(), requested.len());
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} destinations asked for ({own} of the relay's, {asked} in X-RTMP-Destination) but a session publishes to at most {max}",
+                own + asked
+            ),
+        ));
+    }
+    let clients = futures_util::future::try_join_all(requested.into_iter().map(|url| client_destination(relay, stream, url, now))).await?;
+    chosen.extend(clients.into_iter().map(|d| (d, Origin::Client)));
+    if chosen.is_empty() {
+        return Err(refuse(StatusCode::BAD_REQUEST, "this relay has no default destination: name one with the X-RTMP-Destination header"));
+    }
+    Ok(chosen)
+}
+
+/// A destination the client chose, if the relay allows it and it is safe to reach: rtmp(s)://
+/// only, an allowed port, public addresses only.
+async fn client_destination(relay: &Relay, stream: &str, url: &str, now: jiff::Timestamp) -> Result<Destination, Refusal> {
     if !relay.config.allow_client_destination {
         return Err(refuse(StatusCode::FORBIDDEN, "this relay does not accept client-chosen destinations"));
     }
@@ -142,12 +179,60 @@ async fn choose_destination(relay: &Relay, stream: &str, headers: &HeaderMap) ->
         let allowed = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
         return Err(refuse(StatusCode::FORBIDDEN, DestinationError::PortNotAllowed { port: target.port, allowed }.to_string()));
     }
-    let policy = relay.config.client_destinations.clone();
-    match crate::destination::resolve(&relay.config.dns, target, &policy).await {
-        Ok(_) => Ok((destination, policy)),
+    match crate::destination::resolve(&relay.config.dns, target, &relay.config.client_destinations).await {
+        Ok(_) => Ok(destination),
         Err(e @ DestinationError::PrivateAddress { .. }) => Err(refuse(StatusCode::FORBIDDEN, e.to_string())),
         Err(e) => Err(refuse(StatusCode::BAD_REQUEST, e.to_string())),
     }
+}
+
+/// What `POST …/destinations` takes.
+#[derive(serde::Deserialize)]
+struct NewDestination {
+    url: String,
+}
+
+/// `POST /whip/{stream}/{session}/destinations` `{"url": "rtmps://…/app/key"}`: the live
+/// session publishes there too, from the next keyframe on. 201 with the destination's status;
+/// its `Location` is relative, so it stays right behind a front door.
+async fn add_destination(
+    State(relay): State<Arc<Relay>>,
+    Path((stream, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let session = relay.session(&stream, &id).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such session"))?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")) {
+        return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the destination as Content-Type: application/json"));
+    }
+    let wanted: NewDestination = serde_json::from_slice(&body)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("the body must be {{\"url\": \"rtmps://host/app/key\"}}: {e}")))?;
+    let destination = client_destination(&relay, &stream, wanted.url.trim(), jiff::Timestamp::now()).await?;
+    let report = session.add_destination(destination).await.map_err(control_refusal)?;
+    let location = HeaderValue::from_str(&format!("destinations/{}", report.id))
+        .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "bad location"))?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(report)).into_response())
+}
+
+/// `DELETE /whip/{stream}/{session}/destinations/{id}`: that destination's stream ends cleanly
+/// (deleteStream); the session and its other destinations go on.
+async fn remove_destination(
+    State(relay): State<Arc<Relay>>,
+    Path((stream, id, destination)): Path<(String, String, String)>,
+) -> Result<StatusCode, Refusal> {
+    let session = relay.session(&stream, &id).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such session"))?;
+    session.remove_destination(&destination).await.map_err(control_refusal)?;
+    Ok(StatusCode::OK)
+}
+
+fn control_refusal(error: ControlError) -> Refusal {
+    let status = match &error {
+        ControlError::Fanout(FanoutError::TooMany(_)) => StatusCode::BAD_REQUEST,
+        ControlError::Fanout(FanoutError::NotFound) | ControlError::Ended => StatusCode::NOT_FOUND,
+        ControlError::Fanout(FanoutError::RelayOwned) => StatusCode::FORBIDDEN,
+    };
+    refuse(status, error.to_string())
 }
 
 async fn whip_options(State(relay): State<Arc<Relay>>) -> Response {
@@ -206,11 +291,13 @@ async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
 /// What the web app needs to know about this relay (nothing secret).
 async fn web_config(State(relay): State<Arc<Relay>>) -> Json<serde_json::Value> {
     let c = &relay.config;
-    let default_destination = c.destination.as_ref().and_then(|t| Destination::parse_url(t.expose()).ok()).map(|d| d.display_host());
+    let destinations: Vec<String> =
+        c.destinations.iter().filter_map(|t| Destination::parse_url(t.expose()).ok()).map(|d| d.display_host()).collect();
     Json(serde_json::json!({
         "token_required": c.token.is_some(),
         "client_destination_allowed": c.allow_client_destination,
-        "default_destination": default_destination,
+        "destinations": destinations,
+        "max_destinations": c.max_destinations,
         "playback_url": c.playback_url,
         "ice_servers": c.ice_servers,
     }))

@@ -13,18 +13,26 @@ pub const DEFAULT_DESTINATION: &str = "file://./recordings/{stream}-{time}.flv";
 
 /// Serves the web app and WHIP on `listen` (HTTPS with a self-signed certificate if `https`).
 pub async fn run(listen: SocketAddr, https: bool, mut streaming: StreamingArgs) -> anyhow::Result<()> {
-    let destination = streaming.destination.get_or_insert_with(|| Secret::new(DEFAULT_DESTINATION)).clone();
+    if streaming.destinations.is_empty() {
+        streaming.destinations.push(Secret::new(DEFAULT_DESTINATION));
+    }
+    let shown: Vec<String> = streaming
+        .destinations
+        .iter()
+        .map(|d| ivs_relay::destination::Destination::parse_url(d.expose()).map(|d| d.to_string()).unwrap_or_default())
+        .collect();
     let http = if https { HttpSecurity::SelfSigned } else { HttpSecurity::Plain };
     let config = RelayConfig::new(listen, http, streaming, Exposure::Local)?;
     let token_required = config.token.is_some();
     let running = server::start(config).await?;
     let scheme = if https { "https" } else { "http" };
     let base = format!("{scheme}://{}", running.http_addr);
-    let shown_destination = ivs_relay::destination::Destination::parse_url(destination.expose()).map(|d| d.to_string()).unwrap_or_default();
     println!("ivsctl local: relay running");
     println!("  web app:        {base}/");
     println!("  WHIP endpoint:  {base}/whip/{{stream}}{}", if token_required { "  (Authorization: Bearer <token>)" } else { "" });
-    println!("  destination:    {shown_destination}");
+    for destination in &shown {
+        println!("  destination:    {destination}");
+    }
     println!("Press Ctrl-C to stop.");
     running.serve_until(server::shutdown_signal(), std::time::Duration::ZERO).await?;
     println!("ivsctl local: stopped");

@@ -227,12 +227,23 @@ impl Relay {
         reqwest::get(format!("{}/metrics", self.base)).await.expect("metrics").text().await.expect("metrics body")
     }
 
-    /// The value of one unlabelled metric.
+    /// The value of one metric, summed over its labels (say, every destination's).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.metrics().await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+        let values: Vec<f64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(name))
+            .filter_map(|rest| rest.strip_prefix(' ').or_else(|| rest.strip_prefix('{').and_then(|r| r.split_once("} ")).map(|(_, v)| v)))
+            .filter_map(|v| v.trim().parse().ok())
+            .collect();
+        assert!(!values.is_empty(), "metric {name} missing in:\n{text}");
+        values.iter().sum()
+    }
+
+    /// The value of a metric for one label set, as `/metrics` writes it (`destination="…"`).
+    pub async fn labelled_metric(&self, name: &str, labels: &str) -> Option<f64> {
+        let prefix = format!("{name}{{{labels}}} ");
+        self.metrics().await.lines().find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
     }
 
     /// Sends SIGTERM (what ECS sends to stop a task).

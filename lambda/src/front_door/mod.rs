@@ -1,7 +1,7 @@
 //! The front door: one stable HTTPS URL (a Lambda Function URL) for the web app and for WHIP.
 //! It serves the page itself, sends each new session to the least-loaded healthy relay, and
-//! routes the session's later requests (GET, DELETE, PATCH) to the relay that holds it. Media
-//! never passes here: the relay's answer names its own public address.
+//! routes the session's later requests (GET, DELETE, PATCH, its destinations) to the relay
+//! that holds it. Media never passes here: the relay's answer names its own public address.
 //!
 //! * `location` — the session URLs it hands out.
 //! * `relays` — which relays may take a session now.
@@ -93,7 +93,8 @@ impl FrontDoor {
             return match rest.split('/').collect::<Vec<_>>()[..] {
                 [stream] if method == Method::POST => self.create(stream, &request.headers, body).await,
                 [_] => self.to_any_relay(method, path, &request.headers, body).await,
-                [stream, resource] => {
+                // The session and what is under it (its destinations).
+                [stream, resource, ref under @ ..] if under.len() <= 2 => {
                     let Some((tag, session)) = location::split(resource) else {
                         return Err(refuse(StatusCode::NOT_FOUND, "no such session"));
                     };
@@ -101,7 +102,8 @@ impl FrontDoor {
                     let Some(relay) = relay else {
                         return Err(refuse(StatusCode::NOT_FOUND, "no such session (its relay is gone)"));
                     };
-                    let forwarded = self.forward(&relay, method, &format!("/whip/{stream}/{session}"), &request.headers, body).await;
+                    let path: String = [stream, session].iter().chain(under).map(|part| format!("/{part}")).collect();
+                    let forwarded = self.forward(&relay, method, &format!("/whip{path}"), &request.headers, body).await;
                     forwarded.map(|answer| answer.into_response(None)).map_err(|e| relay_failed(&relay, &e))
                 }
                 _ => Err(refuse(StatusCode::NOT_FOUND, "not found")),

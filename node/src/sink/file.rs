@@ -10,7 +10,6 @@ use super::queue::TagReceiver;
 use super::{SinkContext, observe_sent};
 use crate::media::TagKind;
 use crate::media::flv::{self, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
-use crate::status::IngestState;
 
 /// How many numbered alternatives are tried when a recording's name is taken.
 const MAX_NAME_SUFFIX: u32 = 1000;
@@ -19,11 +18,10 @@ pub(super) async fn run(path: PathBuf, mut tags: TagReceiver, ctx: SinkContext) 
     if let Err(e) = write_all(&path, &mut tags, &ctx).await {
         let error = format!("cannot write {}: {e}", path.display());
         tracing::error!(%error, "file sink failed");
-        ctx.status.ingest_failed(error);
-        // Keep draining so the session is not blocked; nothing more is written.
-        while tags.recv().await.is_some() {}
+        ctx.status.failed(error);
+        return; // dropping `tags` tells the session to stop feeding this destination
     }
-    ctx.status.set_ingest(IngestState::Closed);
+    ctx.status.closed();
 }
 
 /// `recording.flv`, `recording-1.flv`, `recording-2.flv`, …
@@ -60,8 +58,7 @@ async fn write_all(path: &Path, tags: &mut TagReceiver, ctx: &SinkContext) -> st
     }
     let (path, file) = create_new(path).await?;
     let mut out = BufWriter::new(file);
-    out.write_all(&flv::file_header(ctx.has_audio)).await?;
-    ctx.status.set_ingest(IngestState::Connected);
+    out.write_all(&flv::file_header(ctx.session.has_audio)).await?;
     tracing::info!(path = %path.display(), "recording to file");
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut next = Some(first);

@@ -1,9 +1,10 @@
-//! Where FLV tags go: an RTMP/RTMPS ingest (`rtmp`) or an FLV file (`file`). Each session has
-//! one sink task, fed through a queue bounded in bytes (`queue`) so that a slow ingest never
-//! stalls the WebRTC side; the task owns reconnects and reports through the session's status.
-//! A sink opens its destination only when the first tag arrives: a session that never gets
-//! media never goes live at the ingest.
+//! Where FLV tags go: RTMP/RTMPS ingests (`rtmp`) or FLV files (`file`). A session has one sink
+//! task per destination (`fanout`), each fed through its own queue bounded in bytes (`queue`),
+//! so that a slow ingest never stalls the WebRTC side or the other destinations; each task owns
+//! its reconnects and reports through its destination's status. A sink opens its destination
+//! only when the first tag arrives: a session that never gets media never goes live anywhere.
 
+mod fanout;
 mod file;
 pub mod queue;
 mod rtmp;
@@ -12,22 +13,22 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 use crate::address::AddressPolicy;
-use crate::destination::Destination;
 use crate::media::{Tag, TagKind};
-use crate::metrics::{self, Metrics};
-use crate::status::SessionStatus;
+use crate::metrics::{self, DestinationLabel, Metrics};
+use crate::status::DestinationStatus;
 
-/// What a sink needs besides its destination.
+pub use fanout::{Fanout, FanoutError};
+
+/// What every sink of a session shares.
 #[derive(Clone)]
-pub struct SinkContext {
-    pub status: Arc<SessionStatus>,
+pub struct SessionContext {
     pub metrics: Arc<Metrics>,
-    /// Notified when the sink can resume only at a keyframe (after a reconnect).
+    /// Notified when a sink can resume only at a keyframe (after a reconnect, or when added).
     pub keyframe_wanted: Arc<Notify>,
-    pub policy: AddressPolicy,
+    /// What a publisher-chosen destination may resolve to (the relay's own may be anywhere).
+    pub client_policy: AddressPolicy,
     pub tls: Arc<rustls::ClientConfig>,
     pub dns: crate::dns::Dns,
     pub has_audio: bool,
@@ -36,34 +37,55 @@ pub struct SinkContext {
     pub first_keyframe: Arc<Once>,
 }
 
-pub struct SinkHandle {
-    pub tags: queue::TagSender,
-    pub task: JoinHandle<()>,
-}
-
-/// Starts the sink task for `destination`. Dropping `tags` ends the stream cleanly.
-pub fn spawn(destination: Destination, ctx: SinkContext) -> SinkHandle {
-    let (tags, rx) = queue::channel(queue::QUEUE_BYTES);
-    let task = match destination {
-        Destination::Rtmp(target) => tokio::spawn(rtmp::run(target, rx, ctx)),
-        Destination::File(path) => tokio::spawn(file::run(path, rx, ctx)),
-    };
-    SinkHandle { tags, task }
+/// What one sink needs besides its destination.
+struct SinkContext {
+    session: SessionContext,
+    status: Arc<DestinationStatus>,
+    label: DestinationLabel,
+    policy: AddressPolicy,
 }
 
 /// Records a tag that left for the ingest: bytes and the relay's added latency.
 fn observe_sent(ctx: &SinkContext, tag: &Tag, bytes: usize) {
+    let metrics = &ctx.session.metrics;
     ctx.status.media_sent(bytes);
-    ctx.metrics.bytes_sent.inc_by(bytes as u64);
+    metrics.bytes_sent.get_or_create(&ctx.label).inc_by(bytes as u64);
     if tag.kind == TagKind::Video && tag.keyframe && !tag.is_header {
-        ctx.first_keyframe.call_once(|| ctx.metrics.first_keyframe.observe(ctx.started.elapsed().as_secs_f64()));
+        ctx.session.first_keyframe.call_once(|| metrics.first_keyframe.observe(ctx.session.started.elapsed().as_secs_f64()));
     }
     let label = match tag.kind {
         TagKind::Video if !tag.is_header => metrics::VIDEO,
         TagKind::Audio if !tag.is_header => metrics::AUDIO,
         _ => return,
     };
-    ctx.metrics.relay_latency.get_or_create(&label).observe(tag.received_at.elapsed().as_secs_f64());
+    metrics.relay_latency.get_or_create(&label).observe(tag.received_at.elapsed().as_secs_f64());
+}
+
+/// The metadata and sequence headers last seen: what a new connection, or a destination added
+/// mid-stream, must get before any media.
+#[derive(Default)]
+struct Headers {
+    metadata: Option<Tag>,
+    video: Option<Tag>,
+    audio: Option<Tag>,
+}
+
+impl Headers {
+    fn remember(&mut self, tag: &Tag) {
+        if !tag.is_header {
+            return;
+        }
+        let slot = match tag.kind {
+            TagKind::Metadata => &mut self.metadata,
+            TagKind::Video => &mut self.video,
+            TagKind::Audio => &mut self.audio,
+        };
+        *slot = Some(tag.clone());
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Tag> {
+        [&self.metadata, &self.video, &self.audio].into_iter().flatten()
+    }
 }
 
 /// Capped exponential backoff: 0.5 s, 1 s, 2 s … 10 s.

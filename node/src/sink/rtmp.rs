@@ -19,10 +19,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::net::TcpStream;
 
 use super::queue::TagReceiver;
-use super::{Backoff, SinkContext, observe_sent};
+use super::{Backoff, Headers, SinkContext, observe_sent};
 use crate::destination::{DestinationError, RtmpTarget, Transport};
 use crate::media::{Tag, TagKind};
-use crate::status::IngestState;
 
 /// Connecting, handshaking and getting publish accepted must finish within this.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,39 +57,26 @@ pub enum RtmpError {
     Timeout(Duration),
 }
 
+impl RtmpError {
+    /// Whether trying again cannot help: the ingest refused the publish (a wrong app or key), or
+    /// the destination itself is not usable. Anything else (network, timeouts, a broken
+    /// session) is retried with backoff.
+    fn is_final(&self) -> bool {
+        match self {
+            Self::Refused(_) | Self::ServerName(_) => true,
+            Self::Destination(e) => !matches!(e, DestinationError::Unresolvable { .. }),
+            _ => false,
+        }
+    }
+}
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// The sequence headers and metadata last sent, replayed after a reconnect.
-#[derive(Default)]
-struct Headers {
-    metadata: Option<Tag>,
-    video: Option<Tag>,
-    audio: Option<Tag>,
-}
-
-impl Headers {
-    fn remember(&mut self, tag: &Tag) {
-        if !tag.is_header {
-            return;
-        }
-        let slot = match tag.kind {
-            TagKind::Metadata => &mut self.metadata,
-            TagKind::Video => &mut self.video,
-            TagKind::Audio => &mut self.audio,
-        };
-        *slot = Some(tag.clone());
-    }
-
-    fn all(&self) -> impl Iterator<Item = &Tag> {
-        [&self.metadata, &self.video, &self.audio].into_iter().flatten()
-    }
-}
 
 pub(super) async fn run(target: RtmpTarget, mut tags: TagReceiver, ctx: SinkContext) {
     // No stream is opened at the ingest before there is media to put in it.
     let Some(first) = tags.recv().await else {
-        ctx.status.set_ingest(IngestState::Closed);
+        ctx.status.closed();
         return;
     };
     let mut headers = Headers::default();
@@ -105,10 +91,15 @@ pub(super) async fn run(target: RtmpTarget, mut tags: TagReceiver, ctx: SinkCont
             Ok(()) => break,
             Err(e) => e,
         };
+        if error.is_final() {
+            tracing::warn!(ingest = %target.tc_url(), %error, "RTMP destination given up");
+            ctx.status.failed(error.to_string());
+            return; // dropping `tags` tells the session to stop feeding this destination
+        }
         let wait = backoff.step();
         tracing::warn!(ingest = %target.tc_url(), %error, retry_in = ?wait, "RTMP ingest failed");
-        ctx.status.ingest_failed(error.to_string());
-        ctx.metrics.rtmp_reconnects.inc();
+        ctx.status.retrying(error.to_string());
+        ctx.session.metrics.rtmp_reconnects.get_or_create(&ctx.label).inc();
         resume_at_keyframe = true;
         // Keep draining while waiting so the session is never blocked by a dead ingest.
         let sleep = tokio::time::sleep(wait);
@@ -119,14 +110,14 @@ pub(super) async fn run(target: RtmpTarget, mut tags: TagReceiver, ctx: SinkCont
                 tag = tags.recv() => match tag {
                     Some(tag) => headers.remember(&tag),
                     None => {
-                        ctx.status.set_ingest(IngestState::Closed);
+                        ctx.status.closed();
                         return;
                     }
                 },
             }
         }
     }
-    ctx.status.set_ingest(IngestState::Closed);
+    ctx.status.closed();
 }
 
 /// One connection's life: open, replay headers, forward tags until the channel closes (Ok) or
@@ -143,13 +134,13 @@ async fn publish(
     let mut conn =
         tokio::time::timeout(OPEN_TIMEOUT, Connection::open(target, ctx)).await.map_err(|_| RtmpError::Timeout(OPEN_TIMEOUT))??;
     tracing::info!(ingest = %target.tc_url(), "publishing");
-    ctx.status.set_ingest(IngestState::Connected);
     backoff.reset();
     for header in headers.all() {
-        conn.send(header, *last_timestamp).await?;
+        let sent = conn.send(header, *last_timestamp).await?;
+        observe_sent(ctx, header, sent);
     }
     if *resume_at_keyframe {
-        ctx.keyframe_wanted.notify_one();
+        ctx.session.keyframe_wanted.notify_one();
     }
     loop {
         tokio::select! {
@@ -187,7 +178,7 @@ struct Connection {
 
 impl Connection {
     async fn open(target: &RtmpTarget, ctx: &SinkContext) -> Result<Self, RtmpError> {
-        let addrs = crate::destination::resolve(&ctx.dns, target, &ctx.policy).await?;
+        let addrs = crate::destination::resolve(&ctx.session.dns, target, &ctx.policy).await?;
         let tcp = TcpStream::connect(&addrs[..]).await?;
         tcp.set_nodelay(true)?;
         watch_liveness(&tcp)?;
@@ -196,7 +187,7 @@ impl Connection {
             Transport::Tls => {
                 let name =
                     rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| RtmpError::ServerName(target.host.clone()))?;
-                let tls = tokio_rustls::TlsConnector::from(ctx.tls.clone()).connect(name, tcp).await?;
+                let tls = tokio_rustls::TlsConnector::from(ctx.session.tls.clone()).connect(name, tcp).await?;
                 Box::new(tls)
             }
         };
