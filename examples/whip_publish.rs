@@ -55,9 +55,9 @@ struct Args {
     /// Bearer token.
     #[arg(long, env = "WHIP_TOKEN")]
     token: Option<String>,
-    /// Ask the relay to publish here (X-RTMP-Destination).
-    #[arg(long)]
-    destination: Option<String>,
+    /// Ask the relay to publish here too (repeatable: one X-RTMP-Destination line each).
+    #[arg(long = "destination")]
+    destinations: Vec<String>,
     /// Stop after this many seconds (the files loop until then); default: play the files once.
     #[arg(long)]
     seconds: Option<f64>,
@@ -132,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(token) = &args.token {
         request = request.bearer_auth(token);
     }
-    if let Some(destination) = &args.destination {
+    for destination in &args.destinations {
         request = request.header("x-rtmp-destination", destination);
     }
     let response = request.send().await.context("WHIP POST failed")?;

@@ -69,10 +69,9 @@ async fn rtmps_to_an_untrusted_certificate_is_refused_and_reported() {
     let relay = Relay::start(dir.path(), &["--destination", &destination]).await;
     let mut publisher = Publisher::start(&relay.whip("cam1"), 10.0, &[]).await.expect("session accepted");
     let reported = wait_until(Duration::from_secs(5), || async {
-        publisher
-            .status()
-            .await
-            .is_some_and(|s| s["state"] == "reconnecting" && s["destinations"][0]["last_error"].as_str().is_some_and(|e| e.contains("certificate")))
+        publisher.status().await.is_some_and(|s| {
+            s["state"] == "reconnecting" && s["destinations"][0]["last_error"].as_str().is_some_and(|e| e.contains("certificate"))
+        })
     })
     .await;
     assert!(reported.is_some(), "status: {:?}", publisher.status().await);

@@ -89,7 +89,11 @@ impl Metrics {
         registry.register("rtp_received_bytes", "RTP payload bytes received from publishers", metrics.bytes_received.clone());
         registry.register("ingest_sent_bytes", "FLV tag bytes sent, per destination", metrics.bytes_sent.clone());
         registry.register("keyframe_requests", "PLIs sent to publishers", metrics.keyframe_requests.clone());
-        registry.register("rtmp_reconnects", "RTMP reconnect attempts after an ingest failed, per destination", metrics.rtmp_reconnects.clone());
+        registry.register(
+            "rtmp_reconnects",
+            "RTMP reconnect attempts after an ingest failed, per destination",
+            metrics.rtmp_reconnects.clone(),
+        );
         registry.register("destinations", "Destinations open now, over all sessions", metrics.destinations.clone());
         registry.register(
             "dropped_frames",

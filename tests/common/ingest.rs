@@ -113,3 +113,54 @@ impl TlsProxy {
         TlsProxy { child, port, ca: cert_path }
     }
 }
+
+/// nginx's RTMP module, as a streaming server takes a publish: application `live` records each
+/// publish to its own file in `dir` (`record_unique`). Any other application is refused.
+pub struct NginxRtmp {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl NginxRtmp {
+    pub async fn start(dir: &Path, port: u16) -> NginxRtmp {
+        let recordings = dir.join(format!("nginx-rtmp-{port}"));
+        std::fs::create_dir_all(&recordings).expect("recordings dir");
+        let conf = dir.join(format!("nginx-rtmp-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
+                 daemon off; master_process off; pid {dir}/nginx-rtmp-{port}.pid; error_log {dir}/nginx-rtmp-{port}-error.log info;\n\
+                 events {{}}\n\
+                 rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record all; record_path {rec}; record_unique on; }} }} }}\n",
+                dir = dir.display(),
+                rec = recordings.display(),
+            ),
+        )
+        .expect("write nginx-rtmp.conf");
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx starts");
+        wait_listening(port).await;
+        NginxRtmp { child, port, dir: recordings }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{STREAM_KEY}", self.port)
+    }
+
+    /// What nginx recorded, oldest first.
+    pub fn recordings(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        files.sort_by_key(|f| std::fs::metadata(f).and_then(|m| m.created()).ok());
+        files
+    }
+}

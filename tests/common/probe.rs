@@ -76,6 +76,14 @@ impl Probe {
         }
     }
 
+    /// No gap in either track longer than `max_gap` seconds: nothing was lost on the way.
+    pub fn assert_continuous(&self, max_gap: f64) {
+        let gaps = |pts: Vec<f64>| pts.windows(2).map(|p| p[1] - p[0]).fold(0.0, f64::max);
+        let video = gaps(self.video_packets.iter().map(|p| p.0).collect());
+        let audio = gaps(self.audio_pts.clone());
+        assert!(video <= max_gap && audio <= max_gap, "gaps of {video:.3} s (video) and {audio:.3} s (audio), more than {max_gap} s");
+    }
+
     pub fn assert_keyframes_within(&self, max_gap: f64) {
         let keyframes: Vec<f64> = self.video_packets.iter().filter(|p| p.1).map(|p| p.0).collect();
         assert!(!keyframes.is_empty(), "no keyframes");

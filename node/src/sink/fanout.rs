@@ -85,7 +85,8 @@ impl Fanout {
             Origin::Relay => AddressPolicy::Any,
             Origin::Client => self.ctx.client_policy.clone(),
         };
-        let ctx = SinkContext { session: self.ctx.clone(), status: status.clone(), label: self.ctx.metrics.destination_label(&host), policy };
+        let ctx =
+            SinkContext { session: self.ctx.clone(), status: status.clone(), label: self.ctx.metrics.destination_label(&host), policy };
         let (tags, rx) = queue::channel(queue::QUEUE_BYTES);
         let mid_stream = self.headers.all().next().is_some();
         for header in self.headers.all() {

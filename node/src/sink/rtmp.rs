@@ -29,6 +29,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ending the stream (deleteStream, TLS close_notify) gets this long before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// An ingest that hangs up at `connect` or `publish` this many times in a row refuses the stream:
+/// the destination is given up.
+const TURNED_AWAY_LIMIT: u32 = 3;
 /// TCP keepalive on ingest sockets: idle time before the first probe, then the probe interval.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -53,6 +56,10 @@ pub enum RtmpError {
     Refused(String),
     #[error("ingest closed the connection")]
     Closed,
+    /// How most servers (nginx-rtmp among them) turn away an unknown app or stream key: they
+    /// hang up instead of answering.
+    #[error("ingest closed the connection when asked to {0}")]
+    ClosedAt(String),
     #[error("ingest did not answer within {0:?}")]
     Timeout(Duration),
 }
@@ -66,6 +73,14 @@ impl RtmpError {
             Self::Refused(_) | Self::ServerName(_) => true,
             Self::Destination(e) => !matches!(e, DestinationError::Unresolvable { .. }),
             _ => false,
+        }
+    }
+
+    /// A hang-up while waiting for the answer to `step`.
+    fn closed_at(self, step: impl FnOnce() -> String) -> Self {
+        match self {
+            Self::Closed => Self::ClosedAt(step()),
+            other => other,
         }
     }
 }
@@ -85,15 +100,21 @@ pub(super) async fn run(target: RtmpTarget, mut tags: TagReceiver, ctx: SinkCont
     // Media was skipped (or never sent yet on this connection): resume only at a keyframe.
     let mut resume_at_keyframe = !first.is_header;
     let mut last_timestamp = 0;
+    let mut turned_away = 0;
     loop {
         let outcome = publish(&target, &mut tags, &ctx, &mut headers, &mut resume_at_keyframe, &mut last_timestamp, &mut backoff).await;
         let error = match outcome {
             Ok(()) => break,
             Err(e) => e,
         };
-        if error.is_final() {
-            tracing::warn!(ingest = %target.tc_url(), %error, "RTMP destination given up");
-            ctx.status.failed(error.to_string());
+        turned_away = if matches!(error, RtmpError::ClosedAt(_)) { turned_away + 1 } else { 0 };
+        if error.is_final() || turned_away >= TURNED_AWAY_LIMIT {
+            let reason = match turned_away {
+                0 => error.to_string(),
+                n => format!("ingest refused: {error}, {n} times in a row (a wrong app or stream key?)"),
+            };
+            tracing::warn!(ingest = %target.tc_url(), error = %reason, "RTMP destination given up");
+            ctx.status.failed(reason);
             return; // dropping `tags` tells the session to stop feeding this destination
         }
         let wait = backoff.step();
@@ -212,7 +233,8 @@ impl Connection {
             }
             _ => None,
         })
-        .await?;
+        .await
+        .map_err(|e| e.closed_at(|| format!("connect to app {:?}", target.app)))?;
 
         let request = conn
             .session
@@ -224,7 +246,8 @@ impl Connection {
             ClientSessionEvent::UnhandleableOnStatusCode { code } => Some(Err(RtmpError::Refused(format!("publish: {code}")))),
             _ => None,
         })
-        .await?;
+        .await
+        .map_err(|e| e.closed_at(|| "publish".to_owned()))?;
         Ok(conn)
     }
 
