@@ -148,3 +148,45 @@ async fn the_watch_panel_plays_the_channel_and_shows_the_delay() {
     assert!((0.5..15.0).contains(&seconds), "delay {delay:?}");
     assert!(player["current_time"].as_f64() > Some(1.0));
 }
+
+#[tokio::test]
+async fn the_web_app_publishes_to_two_added_destinations_shows_both_live_and_removes_one_while_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = FfmpegIngest::start(free_tcp_port(), &dir.path().join("first.flv")).await;
+    let second = FfmpegIngest::start(free_tcp_port(), &dir.path().join("second.flv")).await;
+    let ports = format!("{},{}", first.port, second.port);
+    let relay =
+        Relay::start(dir.path(), &["--allow-client-destination", "--allow-private-destinations", "--allowed-destination-port", &ports])
+            .await;
+    let screenshot = out_dir().join("web-app-destinations.png");
+    #[rustfmt::skip]
+    let events = browser(&[
+        "--url", &format!("{}/?stream=multi", relay.base), "--seconds", "10",
+        "--destination", &first.url(), "--destination", &second.url(), "--remove-last-after", "4",
+        "--screenshot", &screenshot.to_string_lossy(),
+    ]).await;
+
+    // The relay's own recording, then the page's two, each shown live.
+    let listed = event(&events, "destinations")["listed"].as_array().cloned().unwrap_or_default();
+    let hosts: Vec<&str> = listed.iter().filter_map(|d| d["host"].as_str()).collect();
+    let (first_host, second_host) = (format!("127.0.0.1:{}", first.port), format!("127.0.0.1:{}", second.port));
+    assert_eq!(hosts.len(), 3, "{listed:?}");
+    assert!(hosts.ends_with(&[first_host.as_str(), second_host.as_str()]), "{listed:?}");
+    assert!(listed.iter().all(|d| d["state"] == "live"), "{listed:?}");
+    assert!(!listed.iter().any(|d| d["text"].as_str().is_some_and(|t| t.contains(common::ingest::STREAM_KEY))), "the page shows a key");
+    let removed = event(&events, "removed");
+    assert_eq!(removed["listed"].as_array().map(Vec::len), Some(2), "{removed}");
+    let live_s = event(&events, "stopped")["live_ms"].as_f64().expect("live_ms") / 1000.0;
+
+    // The removed one ended cleanly mid-stream (ffmpeg exits on deleteStream); the other has it all.
+    let second = probe(&second.finished().await);
+    let first = probe(&first.finished().await);
+    for recording in [&first, &second] {
+        assert_eq!((recording.video_codec.as_deref(), recording.audio_codec.as_deref()), (Some("h264"), Some("aac")));
+        recording.assert_monotonic();
+        recording.assert_keyframes_within(2.0);
+    }
+    assert!((first.duration - live_s).abs() <= live_s * 0.1 + 1.0, "first: {} s of {live_s} s live", first.duration);
+    let removed_at = removed["at_ms"].as_f64().unwrap_or_default() / 1000.0;
+    assert!((second.duration - removed_at).abs() <= 1.5, "second: {} s, removed after {removed_at} s", second.duration);
+}

@@ -1,5 +1,6 @@
-// The page: devices, preview, destination, Go Live / Stop, live status. Talks to the relay that
-// serves it (same origin): /api/config, /whip/{stream}.
+// The page: devices, preview, destinations, Go Live / Stop, live status. Talks to the relay that
+// serves it (same origin): /api/config, /whip/{stream}, and while live the session's own URL
+// (its status, its destinations).
 import { WhipPublisher, WhipError, CodecError } from './whip.js';
 
 const $ = (id) => document.getElementById(id);
@@ -7,7 +8,13 @@ const RESOLUTIONS = { 360: [640, 360], 720: [1280, 720], 1080: [1920, 1080] };
 const SETTINGS_KEY = 'ivs-relay.settings';
 const SECRETS_KEY = 'ivs-relay.secrets';
 
-const state = { stream: null, publisher: null, config: {}, liveSince: 0, timer: 0, lastBytes: 0, lastTime: 0, history: [], mutedAudio: false, mutedVideo: false };
+const state = {
+  stream: null, publisher: null, config: {}, liveSince: 0, timer: 0, lastBytes: 0, lastTime: 0, history: [], mutedAudio: false, mutedVideo: false,
+  /** The page's own destinations: `url` (holds the key: never shown), `host`, and the relay's `id` once live. */
+  destinations: [],
+  /** The relay's view of every destination while live (its own too), newest status. */
+  reports: [],
+};
 
 // ---- messages ----
 function say(text, kind = 'error') {
@@ -47,12 +54,11 @@ function load(key) {
 function saveSettings() {
   const s = {
     camera: $('camera').value, microphone: $('microphone').value, resolution: $('resolution').value,
-    bitrate: $('bitrate').value, stream: $('stream').value, ivsServer: $('ivs-server').value,
-    dest: document.querySelector('input[name=dest]:checked')?.value, remember: $('remember').checked,
+    bitrate: $('bitrate').value, stream: $('stream').value, preset: $('dest-preset').value, remember: $('remember').checked,
   };
   localStorage.setItem(SETTINGS_KEY, JSON.stringify(s));
   if ($('remember').checked) {
-    localStorage.setItem(SECRETS_KEY, JSON.stringify({ token: $('token').value, ivsKey: $('ivs-key').value, rtmpUrl: $('rtmp-url').value }));
+    localStorage.setItem(SECRETS_KEY, JSON.stringify({ token: $('token').value, destinations: state.destinations.map((d) => d.url) }));
   } else {
     localStorage.removeItem(SECRETS_KEY);
   }
@@ -61,38 +67,158 @@ function saveSettings() {
 function restoreSettings() {
   const s = load(SETTINGS_KEY);
   const secrets = load(SECRETS_KEY);
-  for (const [id, value] of [['resolution', s.resolution], ['bitrate', s.bitrate], ['stream', s.stream], ['ivs-server', s.ivsServer], ['token', secrets.token], ['ivs-key', secrets.ivsKey], ['rtmp-url', secrets.rtmpUrl]]) {
+  for (const [id, value] of [['resolution', s.resolution], ['bitrate', s.bitrate], ['stream', s.stream], ['dest-preset', s.preset], ['token', secrets.token]]) {
     if (value) $(id).value = value;
   }
+  state.destinations = (secrets.destinations || []).filter((url) => typeof url === 'string').map((url) => ({ url, host: hostOf(url), id: null }));
   $('remember').checked = Boolean(s.remember);
   const params = new URLSearchParams(location.search);
   if (params.get('stream')) $('stream').value = params.get('stream');
   if (params.get('resolution')) $('resolution').value = params.get('resolution');
-  if (s.dest) document.querySelector(`input[name=dest][value="${s.dest}"]`)?.click();
   return s;
 }
 
-function showDestinationFields() {
-  const dest = document.querySelector('input[name=dest]:checked')?.value;
-  $('dest-ivs').hidden = dest !== 'ivs';
-  $('dest-rtmp').hidden = dest !== 'rtmp';
+// ---- destinations ----
+/** Ingest presets: the URL is `server` + `/` + key (IVS: its ingest host). */
+const PRESETS = {
+  ivs: { label: 'IVS ingest server', server: '', placeholder: 'abcdef.global-contribute.live-video.net', key: 'sk_us-west-2_…' },
+  twitch: { label: 'Twitch ingest server', server: 'rtmps://live.twitch.tv:443/app', key: 'live_…' },
+  youtube: { label: 'YouTube ingest server', server: 'rtmps://a.rtmps.youtube.com:443/live2', key: 'xxxx-xxxx-xxxx-xxxx-xxxx' },
+  custom: { label: 'RTMP(S) URL with stream key', server: '', placeholder: 'rtmps://host:443/app/streamkey', key: null },
+};
+
+/** `host:port` of an rtmp(s):// URL: all the page ever shows of a destination. */
+function hostOf(url) {
+  try {
+    const u = new URL(url);
+    return `${u.hostname.replace(/^\[|\]$/g, '')}:${u.port || (u.protocol === 'rtmps:' ? 443 : 1935)}`;
+  } catch {
+    return 'invalid URL';
+  }
 }
 
-/** The X-RTMP-Destination to send, '' for the relay's default. */
-function chosenDestination() {
-  const dest = document.querySelector('input[name=dest]:checked')?.value;
-  if (dest === 'ivs') {
-    const server = $('ivs-server').value.trim().replace(/^rtmps?:\/\//, '').replace(/[:/].*$/, '');
-    const key = $('ivs-key').value.trim();
-    if (!server || !key) throw new Error('Enter the IVS ingest server and stream key, or pick the relay\'s default destination.');
-    return `rtmps://${server}:443/app/${key}`;
+function showPreset() {
+  const preset = PRESETS[$('dest-preset').value] || PRESETS.custom;
+  $('dest-server-label').textContent = preset.label;
+  $('dest-server').placeholder = preset.placeholder || preset.server;
+  $('dest-server').type = preset.key === null ? 'password' : 'text';
+  $('dest-server').value = preset.server;
+  $('dest-key').value = '';
+  $('dest-key').placeholder = preset.key || '';
+  $('dest-key-field').hidden = preset.key === null;
+}
+
+/** The URL the add form describes, or an Error saying what is missing. */
+function destinationFromForm() {
+  const kind = $('dest-preset').value;
+  const server = $('dest-server').value.trim();
+  const key = $('dest-key').value.trim();
+  let url;
+  if (kind === 'custom') {
+    url = server;
+  } else if (kind === 'ivs') {
+    const host = server.replace(/^rtmps?:\/\//, '').replace(/[:/].*$/, '');
+    if (!host || !key) throw new Error('Enter the IVS ingest server and the stream key.');
+    url = `rtmps://${host}:443/app/${key}`;
+  } else {
+    if (!key) throw new Error('Enter the stream key.');
+    url = `${server.replace(/\/+$/, '')}/${key}`;
   }
-  if (dest === 'rtmp') {
-    const url = $('rtmp-url').value.trim();
-    if (!/^rtmps?:\/\//.test(url)) throw new Error('The destination must be an rtmp:// or rtmps:// URL.');
-    return url;
+  if (!/^rtmps?:\/\/[^/]+\/.+\/.+/.test(url)) throw new Error('A destination is an rtmp:// or rtmps:// URL of the form rtmps://host/app/streamkey.');
+  if (url.includes(',')) throw new Error('A destination URL cannot hold a comma.');
+  return url;
+}
+
+async function addDestination() {
+  let url;
+  try { url = destinationFromForm(); } catch (e) { say(e.message); return; }
+  const max = state.config.max_destinations || 5;
+  const count = state.publisher ? state.reports.length : (state.config.destinations || []).length + state.destinations.length;
+  if (count >= max) { say(`This relay publishes a stream to at most ${max} destinations: remove one first.`); return; }
+  const entry = { url, host: hostOf(url), id: null };
+  if (state.publisher) {
+    try {
+      const report = await state.publisher.addDestination(url);
+      entry.id = report.id;
+      state.reports.push(report);
+    } catch (e) {
+      say(e instanceof WhipError && e.status ? `The relay did not add this destination: ${e.reason}` : explain(e));
+      return;
+    }
   }
-  return '';
+  state.destinations.push(entry);
+  $('dest-key').value = '';
+  if ($('dest-preset').value === 'custom') $('dest-server').value = '';
+  say('');
+  saveSettings();
+  renderDestinations();
+}
+
+async function removeDestination(entry) {
+  if (state.publisher && entry.id) {
+    try {
+      await state.publisher.removeDestination(entry.id);
+    } catch (e) {
+      if (!(e instanceof WhipError && e.status === 404)) { say(explain(e)); return; }
+    }
+    state.reports = state.reports.filter((r) => r.id !== entry.id);
+  }
+  state.destinations = state.destinations.filter((d) => d !== entry);
+  saveSettings();
+  renderDestinations();
+}
+
+/** One line per destination: the relay's own, then the page's; while live, each one's state. */
+function renderDestinations() {
+  const live = Boolean(state.publisher);
+  const rows = [];
+  const ownReports = state.reports.filter((r) => r.origin === 'relay');
+  const relayHosts = live && ownReports.length ? ownReports.map((r) => r.host) : (state.config.destinations || []);
+  relayHosts.forEach((host, i) => rows.push({ host, note: 'relay\'s own', report: live ? ownReports[i] : null }));
+  for (const entry of state.destinations) {
+    rows.push({ host: entry.host, note: null, report: live ? state.reports.find((r) => r.id === entry.id) : null, entry });
+  }
+  $('dest-list').replaceChildren(...rows.map((row) => {
+    const li = document.createElement('li');
+    const host = document.createElement('span');
+    host.className = 'host';
+    host.textContent = row.host;
+    li.append(host);
+    if (row.note) {
+      const note = document.createElement('span');
+      note.className = 'muted';
+      note.textContent = row.note;
+      li.append(note);
+    }
+    if (row.report) {
+      const badge = document.createElement('span');
+      badge.className = 'dest-state';
+      badge.dataset.state = row.report.state;
+      badge.textContent = row.report.state + (row.report.reconnects ? ` (${row.report.reconnects} reconnects)` : '');
+      li.append(badge);
+    }
+    if (row.entry) {
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = 'Remove';
+      remove.setAttribute('aria-label', `Remove ${row.host}`);
+      remove.addEventListener('click', () => removeDestination(row.entry));
+      li.append(remove);
+    }
+    if (row.report?.last_error && row.report.state !== 'live') {
+      const reason = document.createElement('span');
+      reason.className = 'reason';
+      reason.textContent = row.report.last_error;
+      li.append(reason);
+    }
+    return li;
+  }));
+  if (!rows.length) {
+    const li = document.createElement('li');
+    li.className = 'muted';
+    li.textContent = 'No destination yet: add one below.';
+    $('dest-list').replaceChildren(li);
+  }
 }
 
 // ---- devices ----
@@ -146,8 +272,8 @@ function setState(name) {
   $('st-state').textContent = name;
   const badge = $('badge');
   badge.dataset.state = name;
-  badge.textContent = { live: 'LIVE', connecting: 'CONNECTING', reconnecting: 'RECONNECTING' }[name] || 'OFFLINE';
-  const busy = name === 'connecting' || name === 'live' || name === 'reconnecting';
+  badge.textContent = { live: 'LIVE', connecting: 'CONNECTING', reconnecting: 'RECONNECTING', failed: 'NOT REACHING ANY DESTINATION' }[name] || 'OFFLINE';
+  const busy = ['connecting', 'live', 'reconnecting', 'failed'].includes(name);
   $('golive').disabled = busy;
   $('stop').disabled = !busy;
   document.title = name === 'live' ? '● LIVE — ivs-relay' : 'Go live — ivs-relay';
@@ -156,8 +282,10 @@ function setState(name) {
 async function goLive() {
   say('');
   if (!$('settings').reportValidity()) return;
-  let destination;
-  try { destination = chosenDestination(); } catch (e) { say(e.message); return; }
+  if (!state.destinations.length && !(state.config.destinations || []).length) {
+    say('Add a destination first: this relay has none of its own.');
+    return;
+  }
   saveSettings();
   setState('connecting');
   try {
@@ -165,11 +293,15 @@ async function goLive() {
     const endpoint = new URL(`/whip/${encodeURIComponent($('stream').value)}`, location.href).toString();
     const publisher = new WhipPublisher(endpoint, {
       token: $('token').value.trim(),
-      destination,
+      destinations: state.destinations.map((d) => d.url),
       iceServers: (state.config.ice_servers || []).map((urls) => ({ urls })),
     });
     state.publisher = publisher;
     await publisher.publish(stream, { maxBitrate: Number($('bitrate').value) * 1000, maxFramerate: 30 });
+    // The relay lists the page's destinations after its own, in the order they were sent.
+    const first = await publisher.status().catch(() => null);
+    const own = (first?.destinations || []).filter((d) => d.origin === 'client');
+    state.destinations.forEach((d, i) => { d.id = own[i]?.id ?? null; });
     publisher.pc.addEventListener('connectionstatechange', () => {
       if (publisher.pc?.connectionState === 'failed') {
         say('The connection to the relay was lost. Press Go Live to start again.');
@@ -192,7 +324,10 @@ async function stop() {
   clearInterval(state.timer);
   const publisher = state.publisher;
   state.publisher = null;
+  state.reports = [];
+  state.destinations.forEach((d) => { d.id = null; });
   setState('ended');
+  renderDestinations();
   await publisher?.stop();
 }
 
@@ -238,9 +373,13 @@ async function refresh() {
   setState(relay.state);
   if (relay.state === 'live' && !state.liveSince) state.liveSince = Date.now();
   $('st-elapsed').textContent = state.liveSince ? formatElapsed(Date.now() - state.liveSince) : '–';
-  $('st-ingest').textContent = `${relay.ingest} (${relay.destination})`;
-  $('st-reconnects').textContent = String(relay.reconnects);
-  if (relay.state === 'reconnecting') say(`The ingest is unreachable; the relay keeps retrying. Last error: ${relay.last_error}`, 'info');
+  state.reports = relay.destinations || [];
+  const live = state.reports.filter((d) => d.state === 'live').length;
+  $('st-destinations').textContent = `${live} of ${state.reports.length} live`;
+  $('st-reconnects').textContent = String(state.reports.reduce((sum, d) => sum + d.reconnects, 0));
+  renderDestinations();
+  if (relay.state === 'reconnecting') say('No destination is reachable right now; the relay keeps retrying (see each one\'s last error below).', 'info');
+  else if (relay.state === 'failed') say('Every destination refused the stream: see each one\'s reason below, fix it, and go live again.');
   else if (relay.state === 'live' && $('message').dataset.kind === 'info') say('');
 }
 
@@ -312,11 +451,11 @@ async function loadConfig() {
     return;
   }
   const c = state.config;
-  $('default-dest').textContent = c.default_destination ? `(${c.default_destination})` : '(none set)';
   if (!c.client_destination_allowed) {
-    document.querySelectorAll('input[name=dest]:not([value=default])').forEach((r) => { r.disabled = true; });
+    $('dest-add').hidden = true;
     $('dest-note').hidden = false;
   }
+  renderDestinations();
   $('token').required = Boolean(c.token_required);
   const playback = new URLSearchParams(location.search).get('playback') || c.playback_url;
   if (playback) startPlayer(playback).catch((e) => { $('delay').textContent = `player failed: ${e.message}`; });
@@ -324,18 +463,19 @@ async function loadConfig() {
 
 async function main() {
   setState('idle');
-  document.querySelectorAll('input[name=dest]').forEach((r) => r.addEventListener('change', () => { showDestinationFields(); saveSettings(); }));
   const saved = restoreSettings();
-  showDestinationFields();
+  showPreset();
+  $('dest-preset').addEventListener('change', () => { showPreset(); saveSettings(); });
+  $('dest-add-button').addEventListener('click', addDestination);
+  for (const id of ['dest-server', 'dest-key']) $(id).addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); addDestination(); } });
   await loadConfig();
-  if (!state.config.client_destination_allowed) document.querySelector('input[name=dest][value=default]').click();
   $('golive').addEventListener('click', goLive);
   $('stop').addEventListener('click', stop);
   $('mute-audio').addEventListener('click', () => toggleMute('audio'));
   $('mute-video').addEventListener('click', () => toggleMute('video'));
   for (const id of ['camera', 'microphone', 'resolution']) $(id).addEventListener('change', devicesChanged);
   $('bitrate').addEventListener('change', () => { saveSettings(); state.publisher?.keepResolution(Number($('bitrate').value) * 1000); });
-  for (const id of ['stream', 'ivs-server', 'remember', 'token', 'ivs-key', 'rtmp-url']) $(id).addEventListener('change', saveSettings);
+  for (const id of ['stream', 'remember', 'token']) $(id).addEventListener('change', saveSettings);
   window.addEventListener('pagehide', () => { state.publisher?.stop(); });
   navigator.mediaDevices?.addEventListener?.('devicechange', () => listDevices());
   if (!navigator.mediaDevices?.getUserMedia) {

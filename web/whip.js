@@ -60,12 +60,13 @@ function iceServersFrom(linkHeader) {
 export class WhipPublisher {
   /**
    * @param {string} endpoint WHIP endpoint URL
-   * @param {{token?: string, destination?: string, iceServers?: RTCIceServer[]}} options
+   * @param {{token?: string, destinations?: string[], iceServers?: RTCIceServer[]}} options
+   *   `destinations`: rtmp(s):// URLs to publish to besides the relay's own
    */
   constructor(endpoint, options = {}) {
     this.endpoint = endpoint;
     this.token = options.token || '';
-    this.destination = options.destination || '';
+    this.destinations = options.destinations || [];
     this.iceServers = options.iceServers || [];
     this.pc = null;
     this.sessionUrl = null;
@@ -108,8 +109,9 @@ export class WhipPublisher {
 
     await pc.setLocalDescription(await pc.createOffer());
     await waitForIceGathering(pc, 2000);
-    const headers = this.headers({ 'Content-Type': 'application/sdp' });
-    if (this.destination) headers['X-RTMP-Destination'] = this.destination;
+    const headers = new Headers(this.headers({ 'Content-Type': 'application/sdp' }));
+    // One value per destination; fetch joins them with commas, which the relay splits on.
+    for (const url of this.destinations) headers.append('X-RTMP-Destination', url);
     let response;
     try {
       response = await fetch(this.endpoint, { method: 'POST', headers, body: pc.localDescription.sdp });
@@ -149,6 +151,29 @@ export class WhipPublisher {
     if (!this.sessionUrl) return null;
     const response = await fetch(this.sessionUrl, { headers: this.headers(), cache: 'no-store' });
     return response.ok ? response.json() : null;
+  }
+
+  /** Adds a destination while live; resolves to its status (`id`, `host`, `state`…). */
+  async addDestination(url) {
+    const response = await this.#call('POST', '/destinations', { 'Content-Type': 'application/json' }, JSON.stringify({ url }));
+    return response.json();
+  }
+
+  /** Ends one destination the page added; the stream goes on to the others. */
+  async removeDestination(id) {
+    await this.#call('DELETE', `/destinations/${encodeURIComponent(id)}`);
+  }
+
+  async #call(method, path, headers = {}, body = undefined) {
+    if (!this.sessionUrl) throw new WhipError(404, 'not live');
+    let response;
+    try {
+      response = await fetch(this.sessionUrl + path, { method, headers: this.headers(headers), body });
+    } catch {
+      throw new WhipError(0, 'unreachable');
+    }
+    if (!response.ok) throw new WhipError(response.status, (await response.text()).trim());
+    return response;
   }
 
   /** Ends the session; `keepalive` lets it finish while the page unloads. */

@@ -3,8 +3,11 @@
 //
 //   node publish.mjs --url http://127.0.0.1:8080/?stream=cam1 [--seconds 10] [--video clip.y4m]
 //                    [--screenshot live.png] [--expect live|message] [--kill-pid PID] [--token T]
+//                    [--destination rtmp://… …] [--remove-last-after S]
 //
-// --expect live: waits for "live", stays live --seconds, takes the screenshot, presses Stop.
+// --destination: added in the page's Destinations list (as "Any RTMP(S) URL") before Go Live.
+// --expect live: waits for "live" (and every destination live), stays live --seconds (removing
+//   the last destination after --remove-last-after s), takes the screenshot, presses Stop.
 // --expect message: waits for the page's error message and prints it.
 // --expect player: waits for the Watch panel to play and show its delay.
 import { chromium } from 'playwright-core';
@@ -21,6 +24,8 @@ const { values: args } = parseArgs({
     'kill-pid': { type: 'string' },
     // Typed into the page's token field, as a person would: the page never reads it from its URL.
     token: { type: 'string' },
+    destination: { type: 'string', multiple: true, default: [] },
+    'remove-last-after': { type: 'string' },
   },
 });
 
@@ -53,6 +58,11 @@ try {
     emit({ event: 'player', delay: await page.textContent('#delay'), current_time: await page.evaluate(() => document.querySelector('#player').currentTime) });
     process.exit(0);
   }
+  for (const url of args.destination) {
+    await page.selectOption('#dest-preset', 'custom');
+    await page.fill('#dest-server', url);
+    await page.click('#dest-add-button');
+  }
   const pressed = Date.now();
   await page.click('#golive');
 
@@ -63,7 +73,19 @@ try {
     await page.waitForFunction(() => document.querySelector('#st-state').textContent === 'live', null, { timeout: 20000 });
     const live = Date.now();
     emit({ event: 'live', after_ms: live - pressed });
-    await page.waitForTimeout(Number(args.seconds) * 1000);
+    const listed = () => page.evaluate(() => [...document.querySelectorAll('#dest-list li')].map((li) => ({
+      host: li.querySelector('.host')?.textContent, state: li.querySelector('.dest-state')?.dataset.state, text: li.textContent,
+    })));
+    await page.waitForFunction(() => [...document.querySelectorAll('#dest-list .dest-state')].every((s) => s.dataset.state === 'live'), null, { timeout: 10000 });
+    emit({ event: 'destinations', listed: await listed() });
+    if (args['remove-last-after']) {
+      await page.waitForTimeout(Number(args['remove-last-after']) * 1000);
+      const before = (await listed()).length;
+      await page.locator('#dest-list li button').last().click();
+      await page.waitForFunction((n) => document.querySelectorAll('#dest-list li').length === n, before - 1, { timeout: 10000 });
+      emit({ event: 'removed', listed: await listed(), at_ms: Date.now() - live });
+    }
+    await page.waitForTimeout(Math.max(0, Number(args.seconds) * 1000 - (Date.now() - live)));
     const shown = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll('.stats dd')].map((dd) => [dd.id, dd.textContent])));
     emit({ event: 'stats', shown });
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
