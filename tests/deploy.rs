@@ -848,3 +848,74 @@ async fn rotate_relay_cert_makes_a_new_key_pair_that_the_task_and_the_front_door
     assert!(again.contains("unchanged  SSM parameter /ivsctl/ivs/relay-key"), "{again}");
     assert_eq!(read("/ivsctl/ivs/relay-cert").await, new_cert);
 }
+
+#[tokio::test]
+async fn extra_destinations_are_secret_parameters_the_task_reads_kept_replaced_and_removed() {
+    let moto = Moto::start().await;
+    let twitch = "rtmps://live.twitch.tv:443/app/live_1234_s3cr3t";
+    let youtube = "rtmps://a.rtmps.youtube.com:443/live2/abcd-s3cr3t-yt";
+    let out = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait", "--extra-destination", twitch, "--extra-destination", youtube]).await);
+    assert_eq!(with_verb(&out, "created").len(), RESOURCES + 2, "two more parameters:\n{out}");
+    let config = moto.sdk_config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    for (n, url) in [(1, twitch), (2, youtube)] {
+        let name = format!("/ivsctl/ivs/extra-destination-{n}");
+        let found = ssm.get_parameter().name(&name).with_decryption(true).send().await.expect("parameter");
+        let parameter = found.parameter().expect("parameter");
+        assert_eq!(parameter.r#type().map(|t| t.as_str()), Some("SecureString"), "{name}");
+        assert_eq!(parameter.value(), Some(url));
+    }
+
+    // The task reads them as the relay's destination variables, in order; nothing shows a key.
+    let secret_refs = || async {
+        let ecs = aws_sdk_ecs::Client::new(&config);
+        let task = ecs.describe_task_definition().task_definition("ivs-relay").send().await.expect("task definition");
+        let text = format!("{task:?}");
+        assert!(!text.contains("s3cr3t"), "a key in the task definition");
+        let container = &task.task_definition().expect("td").container_definitions()[0];
+        let mut refs: Vec<(String, String)> = container
+            .secrets()
+            .iter()
+            .filter(|s| s.name().starts_with("IVS_RELAY_DESTINATION"))
+            .map(|s| (s.name().to_owned(), s.value_from().rsplit('/').next().unwrap_or_default().to_owned()))
+            .collect();
+        refs.sort();
+        refs
+    };
+    let pair = |name: &str, parameter: &str| (name.to_owned(), parameter.to_owned());
+    assert_eq!(
+        secret_refs().await,
+        [pair("IVS_RELAY_DESTINATION", "extra-destination-1"), pair("IVS_RELAY_DESTINATION_2", "extra-destination-2")]
+    );
+    let status = assert_ok(&ivsctl(&moto, &["status"]).await);
+    assert!(status.contains("/ivsctl/ivs/extra-destination-2") && !status.contains("s3cr3t"), "{status}");
+    assert!(!out.contains("s3cr3t"), "{out}");
+
+    // Kept by a deploy that does not name them; made exactly the named ones; removed.
+    let again = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait"]).await);
+    assert_eq!(with_verb(&again, "unchanged").len(), RESOURCES + 2, "{again}");
+    let one = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait", "--extra-destination", youtube]).await);
+    assert_eq!(with_verb(&one, "deleted"), ["SSM parameter /ivsctl/ivs/extra-destination-2"], "{one}");
+    assert!(with_verb(&one, "updated").contains(&"SSM parameter /ivsctl/ivs/extra-destination-1".to_owned()), "{one}");
+    assert_eq!(secret_refs().await, [pair("IVS_RELAY_DESTINATION", "extra-destination-1")]);
+    let none = assert_ok(&ivsctl(&moto, &["deploy", "--no-wait", "--no-extra-destinations"]).await);
+    assert_eq!(with_verb(&none, "deleted"), ["SSM parameter /ivsctl/ivs/extra-destination-1"], "{none}");
+    assert!(secret_refs().await.is_empty());
+
+    // Refused before any AWS call: a file, a URL without a key, more than a relay takes.
+    for (args, expected) in [
+        (vec!["--extra-destination", "file://rec.flv"], "no disk to record to"),
+        (vec!["--extra-destination", "rtmp://host.example/s3cr3t"], "/app/streamkey"),
+        (vec!["--ivs"; 1].into_iter().chain(std::iter::repeat_n(["--extra-destination", youtube], 5).flatten()).collect(), "at most 5"),
+    ] {
+        let refused = ivsctl(&moto, &[&["deploy", "--no-wait"][..], &args].concat()).await;
+        assert!(!refused.status.success());
+        let error = stderr(&refused);
+        assert!(error.contains(expected) && !error.contains("s3cr3t"), "{error}");
+    }
+
+    // Teardown finds them.
+    assert_ok(&ivsctl(&moto, &["deploy", "--no-wait", "--extra-destination", twitch]).await);
+    let down = assert_ok(&ivsctl(&moto, &["teardown", "--yes"]).await);
+    assert!(with_verb(&down, "deleted").contains(&"SSM parameter /ivsctl/ivs/extra-destination-1".to_owned()), "{down}");
+}

@@ -132,6 +132,18 @@ pub struct DeployArgs {
     #[arg(long, value_name = "ARN", conflicts_with = "ivs")]
     pub ivs_channel: Option<String>,
 
+    /// Another RTMP(S) destination every stream also goes to, e.g.
+    /// rtmps://live.twitch.tv:443/app/<key> (repeatable; kept in SSM Parameter Store as
+    /// SecureString, as the IVS key is). Given, the stack's extra destinations become exactly
+    /// these; left out, later deploys keep them.
+    // Checked in `resolve`, not by clap, whose errors repeat the value (and so the key).
+    #[arg(long = "extra-destination", value_name = "URL", conflicts_with = "no_extra_destinations")]
+    pub extra_destinations: Vec<String>,
+
+    /// Remove the stack's extra destinations.
+    #[arg(long)]
+    pub no_extra_destinations: bool,
+
     /// Type of a channel ivsctl creates.
     #[arg(long, default_value = "STANDARD", value_parser = ["STANDARD", "BASIC", "ADVANCED_SD", "ADVANCED_HD"])]
     pub channel_type: String,
@@ -226,6 +238,22 @@ impl DeployArgs {
     pub fn resolve(self) -> Result<deploy::Settings, String> {
         let size = FargateSize::new(self.cpu, self.memory)
             .map_err(|e| format!("--cpu {} --memory {}: {e} (see ivsctl deploy --help)", self.cpu, self.memory))?;
+        let with_ivs = self.ivs || self.ivs_channel.is_some();
+        let limit = crate::stack::parameter::MAX_DESTINATIONS - usize::from(with_ivs);
+        if self.extra_destinations.len() > limit {
+            return Err(format!(
+                "{} --extra-destination given, but a relay publishes a stream to at most {} destinations{}",
+                self.extra_destinations.len(),
+                crate::stack::parameter::MAX_DESTINATIONS,
+                if with_ivs { ", the IVS channel's included" } else { "" }
+            ));
+        }
+        let extra_destinations = self
+            .extra_destinations
+            .iter()
+            .enumerate()
+            .map(|(n, url)| destination_url(url).map_err(|e| format!("--extra-destination #{}: {e}", n + 1)))
+            .collect::<Result<Vec<_>, _>>()?;
         let spec = ChannelSpec { channel_type: self.channel_type, latency_mode: self.latency_mode };
         let channel = match (self.ivs, self.ivs_channel) {
             (_, Some(arn)) => deploy::ChannelChoice::Adopt(arn),
@@ -258,6 +286,11 @@ impl DeployArgs {
             vpc: self.vpc,
             subnets: self.subnets,
             channel,
+            extra_destinations: match (self.no_extra_destinations, extra_destinations) {
+                (true, _) => deploy::ExtraDestinations::Set(Vec::new()),
+                (false, urls) if urls.is_empty() => deploy::ExtraDestinations::Keep,
+                (false, urls) => deploy::ExtraDestinations::Set(urls),
+            },
             rotate_token: self.rotate_token,
             rotate_relay_cert: self.rotate_relay_cert,
             lambda_bootstrap: self.lambda_bootstrap,
@@ -269,6 +302,17 @@ impl DeployArgs {
 impl WaitArgs {
     pub fn resolve(&self) -> commands::Wait {
         if self.no_wait { commands::Wait::No } else { commands::Wait::Until(self.timeout) }
+    }
+}
+
+/// An `rtmp(s)://host/app/key` URL; the error never repeats it (it holds the key), nor does the
+/// `Secret` it becomes.
+fn destination_url(text: &str) -> Result<ivs_relay::destination::Secret, String> {
+    use ivs_relay::destination::Destination;
+    match Destination::parse_url(text.trim()) {
+        Ok(Destination::Rtmp(_)) => Ok(ivs_relay::destination::Secret::new(text.trim())),
+        Ok(Destination::File(_)) => Err("a deployed relay has no disk to record to: give an rtmp:// or rtmps:// URL".to_owned()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

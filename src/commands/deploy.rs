@@ -49,12 +49,25 @@ pub struct Settings {
     pub vpc: Option<String>,
     pub subnets: Vec<String>,
     pub channel: ChannelChoice,
+    pub extra_destinations: ExtraDestinations,
     pub rotate_token: bool,
     /// A new relay TLS key pair even if one exists.
     pub rotate_relay_cert: bool,
     pub lambda_bootstrap: Option<PathBuf>,
     pub wait: Wait,
 }
+
+/// The relay's destinations besides the IVS channel.
+pub enum ExtraDestinations {
+    /// Whatever an earlier deploy set (or none).
+    Keep,
+    /// Exactly these (none: remove them).
+    Set(Vec<ivs_relay::destination::Secret>),
+}
+
+/// The relay's destination variables, in the order the relay reads them (`ivs-relay --help`).
+const DESTINATION_VARIABLES: [&str; parameter::MAX_DESTINATIONS] =
+    ["IVS_RELAY_DESTINATION", "IVS_RELAY_DESTINATION_2", "IVS_RELAY_DESTINATION_3", "IVS_RELAY_DESTINATION_4", "IVS_RELAY_DESTINATION_5"];
 
 /// Autoscaling of the relay service.
 pub struct Autoscaling {
@@ -241,23 +254,29 @@ impl Deploy<'_> {
         self.ui.step(resource.label(), converge(self.aws, self.names, self.mode, resource, desired)).await
     }
 
-    /// The WHIP token and, when the stack uses IVS, the channel and its destination: each an SSM
-    /// parameter the task reads at start.
+    /// The WHIP token, the relays' key and the relay's destinations (the IVS channel's when the
+    /// stack uses IVS, then the extra ones): each an SSM parameter the task reads at start.
     async fn secrets(&self, settings: &Settings) -> anyhow::Result<Secrets> {
         let (aws, names) = (self.aws, self.names);
         let token = parameter::new_token();
         let wanted = if settings.rotate_token { Wanted::Replace(token) } else { Wanted::Keep(Some(token)) };
         self.step(&Parameter { names, kind: Kind::Token }, &wanted).await?;
         let relay_cert = self.relay_certificate(settings.rotate_relay_cert).await?;
-        let mut secrets = Secrets {
-            task_secrets: vec![("IVS_RELAY_TOKEN", Kind::Token.arn(aws, names)), ("IVS_RELAY_TLS_KEY_PEM", Kind::RelayKey.arn(aws, names))],
-            playback_url: None,
-            relay_cert,
-        };
+        let mut task_secrets =
+            vec![("IVS_RELAY_TOKEN", Kind::Token.arn(aws, names)), ("IVS_RELAY_TLS_KEY_PEM", Kind::RelayKey.arn(aws, names))];
+        let ivs = self.ivs_destination(&settings.channel).await?;
+        let extra = self.extra_destinations(&settings.extra_destinations, ivs.is_some()).await?;
+        let destinations = ivs.is_some().then(|| Kind::Destination.arn(aws, names)).into_iter().chain(extra);
+        task_secrets.extend(DESTINATION_VARIABLES.into_iter().zip(destinations));
+        Ok(Secrets { task_secrets, playback_url: ivs.and_then(|i| i.playback_url), relay_cert })
+    }
 
+    /// The stack's IVS channel and its destination parameter, if the stack uses IVS.
+    async fn ivs_destination(&self, choice: &ChannelChoice) -> anyhow::Result<Option<IvsDestination>> {
+        let (aws, names) = (self.aws, self.names);
         let recorded = parameter::value(aws, names, Kind::Channel).await?;
-        let channel = match &settings.channel {
-            ChannelChoice::Recorded(_) if recorded.is_none() => return Ok(secrets),
+        let channel = match choice {
+            ChannelChoice::Recorded(_) if recorded.is_none() => return Ok(None),
             ChannelChoice::Recorded(spec) | ChannelChoice::Create(spec) => {
                 self.step(&IvsChannel { names, arn: recorded.as_deref() }, spec).await?
             }
@@ -280,9 +299,35 @@ impl Deploy<'_> {
             }
         };
         self.step(&Parameter { names, kind: Kind::Destination }, &destination).await?;
-        secrets.task_secrets.push(("IVS_RELAY_DESTINATION", Kind::Destination.arn(aws, names)));
-        secrets.playback_url = channel.map(|c| c.playback_url);
-        Ok(secrets)
+        Ok(Some(IvsDestination { playback_url: channel.map(|c| c.playback_url) }))
+    }
+
+    /// The extra destinations' parameters, numbered from 1: kept as they are, or made exactly
+    /// the given ones (those beyond removed). Returns their ARNs in order.
+    async fn extra_destinations(&self, choice: &ExtraDestinations, with_ivs: bool) -> anyhow::Result<Vec<String>> {
+        let (aws, names) = (self.aws, self.names);
+        let existing = parameter::extra_destinations(aws, names).await?;
+        let wanted: Vec<(u8, Wanted)> = match choice {
+            ExtraDestinations::Keep => existing.iter().map(|&n| (n, Wanted::Keep(None))).collect(),
+            ExtraDestinations::Set(urls) => (1..).zip(urls.iter().map(|url| Wanted::Value(url.expose().to_owned()))).collect(),
+        };
+        let total = usize::from(with_ivs) + wanted.len();
+        if total > parameter::MAX_DESTINATIONS {
+            bail!(
+                "{} extra destinations{} make {total}, but a relay publishes a stream to at most {}: give fewer --extra-destination",
+                wanted.len(),
+                if with_ivs { " and the IVS channel's" } else { "" },
+                parameter::MAX_DESTINATIONS
+            );
+        }
+        for (n, value) in &wanted {
+            self.step(&Parameter { names, kind: Kind::ExtraDestination(*n) }, value).await?;
+        }
+        for n in existing.into_iter().filter(|n| !wanted.iter().any(|(w, _)| w == n)) {
+            let parameter = Parameter { names, kind: Kind::ExtraDestination(n) };
+            self.ui.step(parameter.label(), crate::stack::resource::remove(aws, self.mode, &parameter)).await?;
+        }
+        Ok(wanted.iter().map(|(n, _)| Kind::ExtraDestination(*n).arn(aws, names)).collect())
     }
 
     /// The relays' TLS key pair: kept once made, new with `--rotate-relay-cert` (or when either
@@ -312,6 +357,12 @@ impl Deploy<'_> {
         let adopted = async { Ok((Change::NoOp, live.channel)) };
         Ok(self.ui.step(format!("{} (adopted)", resource.label()), adopted).await?)
     }
+}
+
+/// A stack that publishes to its IVS channel.
+struct IvsDestination {
+    /// `None` in a dry run that would create the channel.
+    playback_url: Option<String>,
 }
 
 /// What the relay task gets from SSM, and the channel's playback URL.

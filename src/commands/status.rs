@@ -70,7 +70,8 @@ pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
     let names = Names::new(&target.stack);
     let n = &names;
     let channel = channel::find(&aws, n).await?;
-    let inventory = inventory(n, channel.as_deref());
+    let extra_destinations = parameter::extra_destinations(&aws, n).await?;
+    let inventory = inventory(n, channel.as_deref(), &extra_destinations);
     let observed = futures_util::future::join_all(inventory.iter().map(|r| r.observe(&aws))).await;
     let mut resources = Vec::new();
     for (resource, observed) in inventory.iter().zip(observed) {

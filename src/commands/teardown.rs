@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Target;
 use crate::aws::Aws;
-use crate::stack::{Mode, Names, channel, inventory};
+use crate::stack::{Mode, Names, channel, inventory, parameter};
 use crate::ui::Ui;
 
 /// What `teardown` was asked to do.
@@ -26,7 +26,8 @@ pub async fn run(target: &Target, settings: Settings) -> anyhow::Result<()> {
     }
     let ui = Ui::new(target.json, settings.mode);
     let channel = channel::find(&aws, &names).await?;
-    for resource in inventory(&names, channel.as_deref()).iter().rev() {
+    let extra_destinations = parameter::extra_destinations(&aws, &names).await?;
+    for resource in inventory(&names, channel.as_deref(), &extra_destinations).iter().rev() {
         ui.step(resource.label(), resource.remove(&aws, settings.mode)).await?;
     }
     ui.finish("teardown", json!({ "stack": names.stack.to_string(), "region": aws.region }));

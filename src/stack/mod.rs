@@ -202,8 +202,9 @@ pub fn tagged<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>, names: &Na
 }
 
 /// Every resource of the stack, in the order deploy creates them (dependencies first). The IVS
-/// channel and its parameters are there when the stack records a channel (`channel`).
-pub fn inventory<'a>(names: &'a Names, channel: Option<&'a str>) -> Vec<Box<dyn Listed + 'a>> {
+/// channel and its parameters are there when the stack records a channel (`channel`), the extra
+/// destinations' parameters when they exist (`extra_destinations`, their numbers).
+pub fn inventory<'a>(names: &'a Names, channel: Option<&'a str>, extra_destinations: &[u8]) -> Vec<Box<dyn Listed + 'a>> {
     let mut list: Vec<Box<dyn Listed + 'a>> = vec![
         Box::new(repository::EcrRepository(names)),
         Box::new(log_group::LogGroup { names, name: &names.relay_log_group }),
@@ -219,6 +220,7 @@ pub fn inventory<'a>(names: &'a Names, channel: Option<&'a str>) -> Vec<Box<dyn 
         list.push(Box::new(Parameter { names, kind: Kind::Channel }));
         list.push(Box::new(Parameter { names, kind: Kind::Destination }));
     }
+    list.extend(extra_destinations.iter().map(|&n| Box::new(Parameter { names, kind: Kind::ExtraDestination(n) }) as Box<dyn Listed>));
     list.extend([
         Box::new(iam::Role { names, name: &names.execution_role }) as Box<dyn Listed>,
         Box::new(iam::Role { names, name: &names.task_role }),

@@ -25,7 +25,14 @@ pub enum Kind {
     RelayCert,
     /// The relays' TLS private key (SecureString, PEM).
     RelayKey,
+    /// One of the relay's destinations besides the IVS channel (`deploy --extra-destination`),
+    /// numbered from 1 (SecureString: the URL holds a stream key).
+    ExtraDestination(u8),
 }
+
+/// Destinations a deployed relay publishes to at most: the relay's `--max-destinations`
+/// default, the IVS channel's included.
+pub const MAX_DESTINATIONS: usize = 5;
 
 impl Kind {
     pub fn name(self, names: &Names) -> String {
@@ -35,6 +42,7 @@ impl Kind {
             Self::Channel => "ivs-channel",
             Self::RelayCert => "relay-cert",
             Self::RelayKey => "relay-key",
+            Self::ExtraDestination(n) => return format!("/ivsctl/{}/extra-destination-{n}", names.stack),
         };
         format!("/ivsctl/{}/{leaf}", names.stack)
     }
@@ -174,6 +182,20 @@ impl Resource for Parameter<'_> {
 /// The parameter's value, if it exists and is this stack's.
 pub async fn value(aws: &Aws, names: &Names, kind: Kind) -> Result<Option<String>, AwsError> {
     Ok(Parameter { names, kind }.read(aws).await?.filter(|live| live.tagged).map(|live| live.value))
+}
+
+/// The numbers of the stack's extra destinations that exist (they are written 1, 2, … but an
+/// interrupted deploy may leave a gap, which teardown must still find).
+pub async fn extra_destinations(aws: &Aws, names: &Names) -> Result<Vec<u8>, AwsError> {
+    let numbers = 1..=MAX_DESTINATIONS as u8;
+    let found = futures_util::future::join_all(numbers.clone().map(|n| value(aws, names, Kind::ExtraDestination(n)))).await;
+    let mut present = Vec::new();
+    for (n, value) in numbers.zip(found) {
+        if value?.is_some() {
+            present.push(n);
+        }
+    }
+    Ok(present)
 }
 
 /// A fresh key pair for the relays' HTTPS: (certificate PEM, private key PEM). Self-signed:
