@@ -7,9 +7,11 @@
 //! cargo build --release -p ivs-relay && cargo build --examples
 //! cargo run --example loadgen -- --streams 10 --seconds 20
 //! cargo run --release --example loadgen -- --streams 10,50,100 --publisher target/release/examples/whip_publish
+//! cargo run --example loadgen -- --streams 10 --destinations 1,3
 //! ```
-//! With several counts, each gets a fresh relay and one row of the table; the seed runs at the
-//! first (smallest) count only.
+//! With several counts, each pair (streams, destinations per stream) gets a fresh relay and one
+//! row of the table; the seed runs at the first (smallest) stream count only. With several
+//! destination counts, the table ends with what each extra destination costs.
 //! It needs ffmpeg and nginx with the RTMP module (scripts/test.sh installs them); all traffic
 //! stays on 127.0.0.1.
 
@@ -30,6 +32,10 @@ struct Args {
     /// Publishers at once; several (e.g. 10,50,100) make one run and one table.
     #[arg(long, value_delimiter = ',', default_value = "10")]
     streams: Vec<usize>,
+    /// Destinations each stream is published to (the relay's fan-out); several (e.g. 1,3)
+    /// measure what an extra destination costs.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    destinations: Vec<usize>,
     /// Seconds of measurement per engine (after a 3 s warm-up).
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -65,15 +71,18 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
     for &streams in &args.streams {
-        rows.push((streams, measure_relay(&args, streams, &media, rtmp_port).await?));
+        for &destinations in &args.destinations {
+            rows.push((streams, destinations, measure_relay(&args, streams, destinations, &media, rtmp_port).await?));
+        }
     }
     let first = args.streams.iter().copied().min().unwrap_or(10);
     let seed = measure_seed(&args, first, &media, rtmp_port).await?;
 
     println!(
-        "{:<24}{:>9}{:>14}{:>16}{:>14}{:>10}{:>22}{:>22}{:>24}",
+        "{:<24}{:>9}{:>7}{:>14}{:>16}{:>14}{:>10}{:>22}{:>22}{:>24}",
         "engine",
         "streams",
+        "dests",
         "in/stream",
         "CPU/stream",
         "RSS/stream",
@@ -82,11 +91,12 @@ async fn main() -> anyhow::Result<()> {
         "audio p50/p99 ms",
         "1st keyframe p50/p99"
     );
-    for (streams, relay) in &rows {
+    for (streams, destinations, relay) in &rows {
         println!(
-            "{:<24}{:>9}{:>9.2} Mb/s{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}{:>24}",
+            "{:<24}{:>9}{:>7}{:>9.2} Mb/s{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}{:>24}",
             "ivs-relay",
             streams,
+            destinations,
             relay.mbit_per_stream,
             relay.cpu_per_stream,
             relay.rss_per_stream_mib,
@@ -97,9 +107,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "{:<24}{:>9}{:>14}{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}",
+        "{:<24}{:>9}{:>7}{:>14}{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}",
         "seed: ffmpeg per stream",
         first,
+        1,
         "-",
         seed.cpu_per_stream,
         seed.rss_per_stream_mib,
@@ -107,8 +118,21 @@ async fn main() -> anyhow::Result<()> {
         "n/a",
         "n/a"
     );
-    if let Some((_, relay)) = rows.first() {
+    if let Some((_, _, relay)) = rows.first() {
         println!("relay idle RSS {:.2} MiB", relay.idle_rss_mib);
+    }
+    // What one more destination per stream costs, from the fewest and the most at each count.
+    for &streams in &args.streams {
+        let at: Vec<&(usize, usize, RelayFigures)> = rows.iter().filter(|r| r.0 == streams).collect();
+        let (Some(low), Some(high)) = (at.iter().min_by_key(|r| r.1), at.iter().max_by_key(|r| r.1)) else { continue };
+        if high.1 > low.1 {
+            let extra = (high.1 - low.1) as f64;
+            println!(
+                "{streams} streams: each extra destination costs {:.2} % of a core and {:.2} MiB per stream",
+                (high.2.cpu_per_stream - low.2.cpu_per_stream) / extra,
+                (high.2.rss_per_stream_mib - low.2.rss_per_stream_mib) / extra
+            );
+        }
     }
     Ok(())
 }
@@ -172,12 +196,15 @@ struct RelayFigures {
     live: usize,
 }
 
-async fn measure_relay(args: &Args, streams: usize, media: &Media, rtmp_port: u16) -> anyhow::Result<RelayFigures> {
+async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: &Media, rtmp_port: u16) -> anyhow::Result<RelayFigures> {
     let http = free_port()?;
     let udp = free_port()?;
+    let destination_flags =
+        (1..=destinations).flat_map(|k| ["--destination".to_owned(), format!("rtmp://127.0.0.1:{rtmp_port}/live/{{stream}}-{k}")]);
     let mut relay = Command::new(&args.relay)
         .args(["--http", "--listen", &format!("127.0.0.1:{http}"), "--udp-port", &udp.to_string()])
-        .args(["--destination", &format!("rtmp://127.0.0.1:{rtmp_port}/live/{{stream}}"), "--max-sessions", "1000"])
+        .args(destination_flags)
+        .args(["--max-destinations", &destinations.to_string(), "--max-sessions", "1000"])
         // Every publisher posts from 127.0.0.1 at once: lift the per-address POST limit.
         .args(["--posts-per-minute", "1000000"])
         .env("RUST_LOG", "warn")
