@@ -292,6 +292,14 @@ async fn an_obs_shaped_offer_by_raw_http_gets_201_and_its_delete_200() {
     let patch = patch.send().await.expect("patch");
     assert_eq!(patch.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(patch.headers()["allow"], "GET, DELETE, OPTIONS");
+    // The session's destinations are the relay's to answer for, through the front door too.
+    let add = http.post(format!("{session}/destinations")).bearer_auth(TOKEN).json(&serde_json::json!({ "url": "rtmp://x.example/app/k" }));
+    let add = add.send().await.expect("add");
+    assert_eq!(add.status(), StatusCode::FORBIDDEN);
+    assert!(add.text().await.expect("reason").contains("does not accept client-chosen destinations"));
+    let remove = http.delete(format!("{session}/destinations/d1")).bearer_auth(TOKEN).send().await.expect("remove");
+    assert_eq!(remove.status(), StatusCode::FORBIDDEN);
+    assert!(remove.text().await.expect("reason").contains("relay's own destinations cannot be removed"));
     let deleted = http.delete(&session).bearer_auth(TOKEN).send().await.expect("delete");
     assert_eq!(deleted.status(), StatusCode::OK);
     assert_eq!(sessions(&relay).await, 0);
