@@ -190,3 +190,146 @@ async fn the_web_app_publishes_to_two_added_destinations_shows_both_live_and_rem
     let removed_at = removed["at_ms"].as_f64().unwrap_or_default() / 1000.0;
     assert!((second.duration - removed_at).abs() <= 1.5, "second: {} s, removed after {removed_at} s", second.duration);
 }
+
+/// A clip of one solid colour (the camera, told apart from Chromium's green fake screen).
+fn solid(colour: &str, width: u32, height: u32) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{colour}-{width}x{height}.y4m"));
+    if !path.exists() {
+        let tmp = path.with_extension("tmp.y4m");
+        let source = format!("color=c={colour}:size={width}x{height}:rate=30:duration=2");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-pix_fmt", "yuv420p"])
+            .arg(&tmp)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success());
+        std::fs::rename(&tmp, &path).expect("rename");
+    }
+    path
+}
+
+/// A WAV of `filter` (an ffmpeg audio source), for the fake microphone.
+fn wav(name: &str, filter: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.wav"));
+    if !path.exists() {
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", filter, "-t", "10", "-ac", "2", "-ar", "48000"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success());
+    }
+    path
+}
+
+/// The RGB of the pixel at (`x`, `y`) of the frame `at_end` seconds before the end of `recording`.
+fn pixel(recording: &Path, at_end: f64, x: u32, y: u32) -> [u8; 3] {
+    let crop = format!("format=rgb24,crop=1:1:{x}:{y}");
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-sseof", &format!("-{at_end}"), "-i"])
+        .arg(recording)
+        .args(["-frames:v", "1", "-vf", &crop, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(output.status.success() && output.stdout.len() == 3, "{}", String::from_utf8_lossy(&output.stderr));
+    [output.stdout[0], output.stdout[1], output.stdout[2]]
+}
+
+#[tokio::test]
+async fn the_studio_switches_camera_screen_and_overlay_on_one_session_with_the_camera_where_it_was_placed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ingest = FfmpegIngest::start(free_tcp_port(), &dir.path().join("ingest.flv")).await;
+    let relay = Relay::start(dir.path(), &["--destination", &ingest.url()]).await;
+    let camera = solid("red", 1280, 720);
+    #[rustfmt::skip]
+    let events = browser(&[
+        "--url", &format!("{}/?stream=studio", relay.base), "--seconds", "14", "--video", &camera.to_string_lossy(),
+        "--corner", "tl", "--size", "0.3", "--switch", "screen,overlay", "--switch-every", "3",
+        "--screenshots", &out_dir().to_string_lossy(),
+    ]).await;
+    for switched in events.iter().filter(|e| e["event"] == "switched") {
+        assert_eq!(switched["state"], "live", "{switched}");
+        assert!(switched["message"].is_null(), "{switched}");
+    }
+    // One session all along: each switch replaced the track, none made a new session.
+    assert_eq!(relay.metric("ivs_relay_sessions_started_total").await, 1.0);
+
+    let path = ingest.finished().await;
+    let recording = probe(&path);
+    assert_eq!((recording.width, recording.height), (1280, 720));
+    assert_eq!(recording.audio_codec.as_deref(), Some("aac"));
+    recording.assert_monotonic();
+    recording.assert_continuous(0.5);
+    let (fps, _) = recording.video_rate_over_last(4.0);
+    assert!(fps >= 25.0, "the overlay reached the ingest at {fps:.1} fps");
+
+    // The last frames are the overlay: the camera (red) in the top-left 30 %, the screen (the
+    // fake green pattern) around it. The first seconds were the camera alone.
+    let (margin, width, height) = (26, 384, 216); // 2 % of 1280, 30 % of 1280, at 16:9
+    let is_red = |[r, g, b]: [u8; 3]| r > 180 && g < 90 && b < 90;
+    let is_green = |[r, g, b]: [u8; 3]| g > 100 && r < 120 && b < 120;
+    let inside = pixel(&path, 1.0, margin + width / 2, margin + height / 2);
+    assert!(is_red(inside), "no camera where the overlay was placed: {inside:?}");
+    let outside = pixel(&path, 1.0, 1280 - margin - width / 2, 720 - margin - height / 2);
+    assert!(is_green(outside), "no screen beside the overlay: {outside:?}");
+    let first = pixel(&path, recording.duration - 0.5, 640, 360);
+    assert!(is_red(first), "the stream did not start on the camera: {first:?}");
+    for mode in ["screen", "overlay"] {
+        assert!(out_dir().join(format!("web-app-{mode}.png")).exists());
+    }
+}
+
+#[tokio::test]
+async fn the_microphone_meter_moves_with_a_tone_and_warns_after_five_silent_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(dir.path(), &[]).await;
+    let url = format!("{}/", relay.base);
+    let tone = wav("tone-440", "sine=frequency=440:sample_rate=48000");
+    let events = browser(&["--url", &url, "--expect", "meter", "--seconds", "3", "--audio", &tone.to_string_lossy()]).await;
+    let meter = event(&events, "meter");
+    // A -18 dBFS tone, through the browser's echo cancelling and noise suppression: well above -42 dBFS.
+    assert!(meter["max"].as_f64() > Some(0.3), "the meter did not move with the tone: {meter}");
+    assert!(meter["warning"].is_null(), "{meter}");
+
+    let silence = wav("silence", "anullsrc=sample_rate=48000");
+    let events = browser(&["--url", &url, "--expect", "meter", "--seconds", "7", "--audio", &silence.to_string_lossy()]).await;
+    let meter = event(&events, "meter");
+    assert!(meter["max"].as_f64() < Some(0.1), "the meter moved on silence: {meter}");
+    assert!(meter["warning"].as_str().is_some_and(|w| w.contains("silent for 5 seconds")), "{meter}");
+}
+
+#[tokio::test]
+async fn the_page_publishes_again_on_its_own_when_the_relay_comes_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, udp) = (free_tcp_port().to_string(), common::free_udp_port().to_string());
+    let listen = format!("127.0.0.1:{port}");
+    let first = FfmpegIngest::start(free_tcp_port(), &dir.path().join("first.flv")).await;
+    let second_port = free_tcp_port();
+    let relay = Relay::start(dir.path(), &["--listen", &listen, "--udp-port", &udp, "--destination", &first.url()]).await;
+    let screenshot = out_dir().join("web-app-reconnect.png").to_string_lossy().into_owned();
+    let url = format!("{}/?stream=blip", relay.base);
+    let page =
+        tokio::spawn(
+            async move { browser(&["--url", &url, "--expect", "reconnect", "--seconds", "30", "--screenshot", &screenshot]).await },
+        );
+    let live = common::wait_until(Duration::from_secs(30), || async { relay.metric("ivs_relay_sessions").await == 1.0 }).await;
+    assert!(live.is_some(), "the page never went live");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The relay is gone for 5 s, then back on the same ports with a new ingest behind it.
+    let mut relay = relay;
+    relay.child.kill().await.expect("kill");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let second = FfmpegIngest::start(second_port, &dir.path().join("second.flv")).await;
+    let _relay = Relay::start(dir.path(), &["--listen", &listen, "--udp-port", &udp, "--destination", &second.url()]).await;
+
+    let events = page.await.expect("browser");
+    let reconnecting = event(&events, "reconnecting")["message"].as_str().unwrap_or_default().to_owned();
+    assert!(reconnecting.contains("Reconnecting (try"), "{reconnecting}");
+    let again = event(&events, "live-again");
+    assert!(again["reconnects"].as_str().and_then(|n| n.parse::<u32>().ok()) >= Some(1), "{again}");
+    let second = probe(&second.finished().await);
+    assert_eq!((second.video_codec.as_deref(), second.audio_codec.as_deref()), (Some("h264"), Some("aac")));
+    second.assert_keyframes_within(2.0); // it starts with a keyframe
+    assert!(second.duration > 3.0, "after the reconnect only {} s arrived", second.duration);
+}

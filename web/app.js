@@ -2,6 +2,7 @@
 // serves it (same origin): /api/config, /whip/{stream}, and while live the session's own URL
 // (its status, its destinations).
 import { WhipPublisher, WhipError, CodecError } from './whip.js';
+import { Studio } from './studio.js';
 
 const $ = (id) => document.getElementById(id);
 const RESOLUTIONS = { 360: [640, 360], 720: [1280, 720], 1080: [1920, 1080] };
@@ -14,6 +15,13 @@ const state = {
   destinations: [],
   /** The relay's view of every destination while live (its own too), newest status. */
   reports: [],
+  /** What is sent: the picture's source and the audio mix. */
+  studio: new Studio(),
+  /** Stop was pressed: nothing reconnects. */
+  stopped: true,
+  /** Tries since the connection was lost (0 while live), and new sessions made since Go Live. */
+  attempt: 0,
+  reconnects: 0,
 };
 
 // ---- messages ----
@@ -55,6 +63,7 @@ function saveSettings() {
   const s = {
     camera: $('camera').value, microphone: $('microphone').value, resolution: $('resolution').value,
     bitrate: $('bitrate').value, stream: $('stream').value, preset: $('dest-preset').value, remember: $('remember').checked,
+    corner: $('overlay-corner').value, size: $('overlay-size').value,
   };
   localStorage.setItem(SETTINGS_KEY, JSON.stringify(s));
   if ($('remember').checked) {
@@ -67,7 +76,7 @@ function saveSettings() {
 function restoreSettings() {
   const s = load(SETTINGS_KEY);
   const secrets = load(SECRETS_KEY);
-  for (const [id, value] of [['resolution', s.resolution], ['bitrate', s.bitrate], ['stream', s.stream], ['dest-preset', s.preset], ['token', secrets.token]]) {
+  for (const [id, value] of [['resolution', s.resolution], ['bitrate', s.bitrate], ['stream', s.stream], ['dest-preset', s.preset], ['overlay-corner', s.corner], ['overlay-size', s.size], ['token', secrets.token]]) {
     if (value) $(id).value = value;
   }
   state.destinations = (secrets.destinations || []).filter((url) => typeof url === 'string').map((url) => ({ url, host: hostOf(url), id: null }));
@@ -244,27 +253,64 @@ async function listDevices(saved = {}) {
 
 async function openDevices() {
   const stream = await navigator.mediaDevices.getUserMedia(constraints());
-  state.stream?.getTracks().forEach((t) => t.stop());
   state.stream = stream;
-  $('preview').srcObject = stream;
-  stream.getAudioTracks().forEach((t) => { t.enabled = !state.mutedAudio; });
   stream.getVideoTracks().forEach((t) => { t.enabled = !state.mutedVideo; });
+  state.studio.setCamera(stream);
   return stream;
 }
 
-/** A new camera, microphone or resolution: re-open, and swap tracks in place if live. */
+/** A new camera, microphone or resolution: re-open; the studio swaps the tracks in place if live. */
 async function devicesChanged() {
   saveSettings();
   try {
-    const stream = await openDevices();
-    if (state.publisher) {
-      for (const track of stream.getTracks()) await state.publisher.replaceTrack(track);
-      await state.publisher.keepResolution(Number($('bitrate').value) * 1000);
-    }
+    await openDevices();
+    await state.publisher?.keepResolution(Number($('bitrate').value) * 1000);
     say('');
   } catch (e) {
     say(explain(e));
   }
+}
+
+/** The picture's source changed in the studio: preview it, and send it if live (same session). */
+function showTrack(track) {
+  $('preview').srcObject = new MediaStream([track]);
+  state.publisher?.replaceTrack(track).catch((e) => say(explain(e)));
+}
+
+async function sourceChanged() {
+  const wanted = $('source').value;
+  $('overlay-options').hidden = wanted !== 'overlay';
+  try {
+    await state.studio.setSource(wanted);
+    say('');
+  } catch (e) {
+    // Sharing was cancelled or refused: stay on what was sent before.
+    $('source').value = state.studio.source;
+    $('overlay-options').hidden = state.studio.source !== 'overlay';
+    say(e?.name === 'NotAllowedError' ? 'Screen sharing was cancelled or not allowed; the stream stays as it was.' : explain(e));
+  }
+  $('tab-audio').hidden = !state.studio.hasTabAudio();
+}
+
+function overlayChanged() {
+  state.studio.setOverlay($('overlay-corner').value, Number($('overlay-size').value));
+  saveSettings();
+}
+
+// ---- the microphone's meter ----
+function showMeter() {
+  const { rms, warning } = state.studio.meter();
+  // dBFS from -60 to 0 on the meter's 0..1, as audio meters read.
+  const db = rms > 0 ? 20 * Math.log10(rms) : -100;
+  $('mic-level').value = Math.max(0, Math.min(1, (db + 60) / 60));
+  $('mic-level').dataset.rms = rms.toFixed(4);
+  const text = state.mutedAudio ? '' : {
+    silent: 'Your microphone has been silent for 5 seconds: check that it is the right one and not muted on the device.',
+    clipping: 'Your microphone is clipping (too loud): turn its volume down or move back a little.',
+  }[warning] || '';
+  const el = $('mic-warning');
+  if (el.textContent !== text) el.textContent = text;
+  el.hidden = !text;
 }
 
 // ---- live ----
@@ -279,6 +325,11 @@ function setState(name) {
   document.title = name === 'live' ? '● LIVE — ivs-relay' : 'Go live — ivs-relay';
 }
 
+/** Re-publishing after a lost connection: waits 1 s, 2 s, 4 s … 10 s, for this many tries. */
+const RECONNECT = { firstMs: 1000, maxMs: 10000, tries: 8 };
+/** ICE "disconnected" for this long counts as lost (it often recovers within a few seconds). */
+const DISCONNECTED_MS = 3000;
+
 async function goLive() {
   say('');
   if (!$('settings').reportValidity()) return;
@@ -287,40 +338,97 @@ async function goLive() {
     return;
   }
   saveSettings();
-  setState('connecting');
+  state.stopped = false;
+  state.attempt = 0;
+  state.reconnects = 0;
+  await connect();
+}
+
+/** One WHIP session: the first, or a new one after the connection was lost. */
+async function connect() {
+  setState(state.attempt ? 'reconnecting' : 'connecting');
+  let publisher = null;
   try {
-    const stream = state.stream || await openDevices();
+    if (!state.stream) await openDevices();
     const endpoint = new URL(`/whip/${encodeURIComponent($('stream').value)}`, location.href).toString();
-    const publisher = new WhipPublisher(endpoint, {
+    publisher = new WhipPublisher(endpoint, {
       token: $('token').value.trim(),
       destinations: state.destinations.map((d) => d.url),
       iceServers: (state.config.ice_servers || []).map((urls) => ({ urls })),
     });
     state.publisher = publisher;
-    await publisher.publish(stream, { maxBitrate: Number($('bitrate').value) * 1000, maxFramerate: 30 });
+    await publisher.publish(state.studio.output(), { maxBitrate: Number($('bitrate').value) * 1000, maxFramerate: 30 });
+    if (state.stopped) { await publisher.stop(); return; }
     // The relay lists the page's destinations after its own, in the order they were sent.
     const first = await publisher.status().catch(() => null);
     const own = (first?.destinations || []).filter((d) => d.origin === 'client');
     state.destinations.forEach((d, i) => { d.id = own[i]?.id ?? null; });
-    publisher.pc.addEventListener('connectionstatechange', () => {
-      if (publisher.pc?.connectionState === 'failed') {
-        say('The connection to the relay was lost. Press Go Live to start again.');
-        stop();
-      }
-    });
-    state.liveSince = 0;
+    watchConnection(publisher);
+    state.liveSince ||= 0;
     state.history = [];
     state.lastBytes = 0;
+    state.lastTime = 0;
+    state.lowQuality = 0;
+    clearInterval(state.timer);
     state.timer = setInterval(refresh, 1000);
   } catch (e) {
-    state.publisher?.close();
-    state.publisher = null;
+    publisher?.close();
+    if (state.publisher === publisher) state.publisher = null;
+    if (state.stopped) return;
+    // While reconnecting, what a restarting relay answers (unreachable, busy, the old session
+    // still holding the name) is worth another try; a refusal of the stream itself is not.
+    if (state.attempt > 0 && e instanceof WhipError && [0, 409, 502, 503].includes(e.status)) {
+      scheduleReconnect(explain(e));
+      return;
+    }
     setState('idle');
     say(explain(e));
   }
 }
 
+function watchConnection(publisher) {
+  let disconnected = 0;
+  publisher.pc.addEventListener('connectionstatechange', () => {
+    const pc = publisher.pc;
+    clearTimeout(disconnected);
+    if (pc?.connectionState === 'failed') connectionLost(publisher, 'the connection to the relay failed');
+    else if (pc?.connectionState === 'disconnected') {
+      disconnected = setTimeout(() => connectionLost(publisher, 'the connection to the relay dropped'), DISCONNECTED_MS);
+    }
+  });
+}
+
+/** The session is gone without Stop: drop it and publish again, same stream and destinations. */
+function connectionLost(publisher, why) {
+  if (state.stopped || state.publisher !== publisher) return;
+  clearInterval(state.timer);
+  state.publisher = null;
+  state.reports = [];
+  publisher.stop(); // a relay still up frees the stream name at once
+  scheduleReconnect(why);
+}
+
+function scheduleReconnect(why) {
+  state.attempt += 1;
+  if (state.attempt > RECONNECT.tries) {
+    setState('ended');
+    renderDestinations();
+    say(`The stream stopped: ${why}, and ${RECONNECT.tries} tries to publish again failed. Check the network and press Go Live.`);
+    return;
+  }
+  state.reconnects += 1;
+  $('st-reconnects').textContent = String(state.reconnects);
+  const delay = Math.min(RECONNECT.firstMs * 2 ** (state.attempt - 1), RECONNECT.maxMs);
+  setState('reconnecting');
+  renderDestinations();
+  say(`Reconnecting (try ${state.attempt} of ${RECONNECT.tries}, in ${Math.round(delay / 1000)} s): ${why}.`, 'info');
+  clearTimeout(state.retry);
+  state.retry = setTimeout(connect, delay);
+}
+
 async function stop() {
+  state.stopped = true;
+  clearTimeout(state.retry);
   clearInterval(state.timer);
   const publisher = state.publisher;
   state.publisher = null;
@@ -329,6 +437,24 @@ async function stop() {
   setState('ended');
   renderDestinations();
   await publisher?.stop();
+}
+
+/** Sending far below the choice for 5 s running: say so, with what the browser says limits it. */
+function checkQuality(fps, bps, reason) {
+  const wantedBps = Number($('bitrate').value) * 1000;
+  const low = state.liveSince && Date.now() - state.liveSince > 10000 && (fps < 30 * 0.6 || bps < wantedBps * 0.5);
+  state.lowQuality = low ? state.lowQuality + 1 : 0;
+  const cause = {
+    cpu: 'the computer is too busy to encode more (close other programs or pick a lower resolution)',
+    bandwidth: 'the network cannot carry more (pick a lower bit rate, or move closer to the Wi-Fi)',
+    other: 'the browser is holding it back',
+  }[reason] || 'the camera or the screen delivers fewer frames';
+  const text = state.lowQuality >= 5
+    ? `Sending ${Math.round(fps)} fps and ${formatRate(bps)} of the chosen 30 fps and ${formatRate(wantedBps)}: ${cause}.`
+    : '';
+  const el = $('quality-warning');
+  if (el.textContent !== text) el.textContent = text;
+  el.hidden = !text;
 }
 
 function formatRate(bps) {
@@ -351,6 +477,7 @@ async function refresh() {
         $('st-bitrate').textContent = formatRate(bps);
         state.history.push(bps);
         if (state.history.length > 60) state.history.shift();
+        checkQuality(report.framesPerSecond || 0, bps, report.qualityLimitationReason);
       }
       state.lastBytes = report.bytesSent;
       state.lastTime = report.timestamp;
@@ -363,20 +490,25 @@ async function refresh() {
     }
   });
   drawSparkline();
-  const relay = await publisher.status().catch(() => null);
-  if (state.publisher !== publisher) return;
-  if (!relay) {
-    say('The relay no longer knows this session (connection lost). Press Go Live to start again.');
-    await stop();
+  // `undefined`: the relay did not answer (the connection's own state says whether it is lost);
+  // `null`: it answered that it no longer has the session.
+  const relay = await publisher.status().catch(() => undefined);
+  if (state.publisher !== publisher || relay === undefined) return;
+  if (relay === null || relay.state === 'ended') {
+    connectionLost(publisher, relay?.end_reason ? `the relay ended the session (${relay.end_reason})` : 'the relay no longer has the session');
     return;
   }
   setState(relay.state);
-  if (relay.state === 'live' && !state.liveSince) state.liveSince = Date.now();
+  if (relay.state === 'live') {
+    if (!state.liveSince) state.liveSince = Date.now();
+    if (state.attempt) say('');
+    state.attempt = 0;
+  }
   $('st-elapsed').textContent = state.liveSince ? formatElapsed(Date.now() - state.liveSince) : '–';
   state.reports = relay.destinations || [];
   const live = state.reports.filter((d) => d.state === 'live').length;
   $('st-destinations').textContent = `${live} of ${state.reports.length} live`;
-  $('st-reconnects').textContent = String(state.reports.reduce((sum, d) => sum + d.reconnects, 0));
+  $('st-reconnects').textContent = String(state.reconnects);
   renderDestinations();
   if (relay.state === 'reconnecting') say('No destination is reachable right now; the relay keeps retrying (see each one\'s last error below).', 'info');
   else if (relay.state === 'failed') say('Every destination refused the stream: see each one\'s reason below, fix it, and go live again.');
@@ -405,8 +537,10 @@ function drawSparkline() {
 function toggleMute(kind) {
   const key = kind === 'audio' ? 'mutedAudio' : 'mutedVideo';
   state[key] = !state[key];
-  const tracks = kind === 'audio' ? state.stream?.getAudioTracks() : state.stream?.getVideoTracks();
-  tracks?.forEach((t) => { t.enabled = !state[key]; });
+  // The microphone is muted in the mix (its meter still moves: "you are muted" is visible);
+  // the camera's track is disabled (black, and left out of the overlay).
+  if (kind === 'audio') state.studio.setMuted('mic', state.mutedAudio);
+  else state.stream?.getVideoTracks().forEach((t) => { t.enabled = !state.mutedVideo; });
   const button = $(kind === 'audio' ? 'mute-audio' : 'mute-video');
   button.setAttribute('aria-pressed', String(state[key]));
   button.textContent = kind === 'audio' ? (state[key] ? 'Unmute microphone' : 'Mute microphone') : (state[key] ? 'Turn camera on' : 'Turn camera off');
@@ -471,6 +605,20 @@ async function main() {
   await loadConfig();
   $('golive').addEventListener('click', goLive);
   $('stop').addEventListener('click', stop);
+  state.studio.onTrack = showTrack;
+  state.studio.onScreenEnded = () => { $('source').value = 'camera'; sourceChanged(); };
+  $('source').addEventListener('change', sourceChanged);
+  for (const id of ['overlay-corner', 'overlay-size']) $(id).addEventListener('change', overlayChanged);
+  overlayChanged();
+  $('mic-volume').addEventListener('input', () => state.studio.setVolume('mic', Number($('mic-volume').value)));
+  $('tab-volume').addEventListener('input', () => state.studio.setVolume('tab', Number($('tab-volume').value)));
+  $('mute-tab').addEventListener('click', () => {
+    const muted = $('mute-tab').getAttribute('aria-pressed') !== 'true';
+    state.studio.setMuted('tab', muted);
+    $('mute-tab').setAttribute('aria-pressed', String(muted));
+    $('mute-tab').textContent = muted ? 'Unmute shared audio' : 'Mute shared audio';
+  });
+  setInterval(showMeter, 100);
   $('mute-audio').addEventListener('click', () => toggleMute('audio'));
   $('mute-video').addEventListener('click', () => toggleMute('video'));
   for (const id of ['camera', 'microphone', 'resolution']) $(id).addEventListener('change', devicesChanged);

@@ -3,11 +3,21 @@
 //
 //   node publish.mjs --url http://127.0.0.1:8080/?stream=cam1 [--seconds 10] [--video clip.y4m]
 //                    [--screenshot live.png] [--expect live|message] [--kill-pid PID] [--token T]
-//                    [--destination rtmp://… …] [--remove-last-after S]
+//                    [--destination rtmp://… …] [--remove-last-after S] [--audio tone.wav]
+//                    [--source camera|screen|overlay] [--corner br] [--size 0.3]
+//                    [--switch screen,overlay,camera --switch-every S] [--screenshots DIR]
 //
 // --destination: added in the page's Destinations list (as "Any RTMP(S) URL") before Go Live.
 // --expect live: waits for "live" (and every destination live), stays live --seconds (removing
 //   the last destination after --remove-last-after s), takes the screenshot, presses Stop.
+// --source: the picture's source, chosen before Go Live (the fake screen is Chromium's green
+//   test pattern; --video makes the camera something else).
+// --switch: while live, switches to each source in turn every --switch-every s (a screenshot of
+//   each in --screenshots).
+// --expect reconnect: after live, waits for "reconnecting" and then "live" again (the test
+//   stops and restarts the relay meanwhile), stays --seconds, presses Stop.
+// --expect meter: clicks the page (audio starts on a gesture), samples the microphone meter for
+//   --seconds, and prints its lowest and highest value and any warning.
 // --expect message: waits for the page's error message and prints it.
 // --expect player: waits for the Watch panel to play and show its delay.
 import { chromium } from 'playwright-core';
@@ -26,6 +36,13 @@ const { values: args } = parseArgs({
     token: { type: 'string' },
     destination: { type: 'string', multiple: true, default: [] },
     'remove-last-after': { type: 'string' },
+    audio: { type: 'string' },
+    source: { type: 'string' },
+    corner: { type: 'string' },
+    size: { type: 'string' },
+    switch: { type: 'string' },
+    'switch-every': { type: 'string', default: '3' },
+    screenshots: { type: 'string' },
   },
 });
 
@@ -34,12 +51,16 @@ const flags = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
   '--no-first-run', '--disable-sync', '--disable-quic',
   '--use-fake-device-for-media-stream=fps=30', '--use-fake-ui-for-media-stream',
+  '--auto-select-desktop-capture-source=Entire screen',
 ];
 if (args.video) flags.push(`--use-file-for-fake-video-capture=${args.video}`);
+if (args.audio) flags.push(`--use-file-for-fake-audio-capture=${args.audio}`);
+let page;
+const stateIs = (name, timeout) => page.waitForFunction((n) => document.querySelector('#st-state').textContent === n, name, { timeout });
 
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: flags });
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 960 } });
+  page = await browser.newPage({ viewport: { width: 1280, height: 960 } });
   page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
   page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
   await page.goto(args.url);
@@ -51,6 +72,28 @@ try {
     process.kill(Number(args['kill-pid']), 'SIGKILL');
     await page.waitForTimeout(500);
   }
+  if (args.expect === 'meter') {
+    await page.click('h1'); // a gesture: browsers start audio only after one
+    const samples = [];
+    const until = Date.now() + Number(args.seconds) * 1000;
+    while (Date.now() < until) {
+      samples.push(await page.evaluate(() => Number(document.querySelector('#mic-level').value)));
+      await page.waitForTimeout(100);
+    }
+    const warning = await page.evaluate(() => { const w = document.querySelector('#mic-warning'); return w.hidden ? null : w.textContent; });
+    emit({ event: 'meter', min: Math.min(...samples), max: Math.max(...samples), samples: samples.length, warning });
+    process.exit(0);
+  }
+  // Chooses a source as a person would: the overlay's corner and size show once it is chosen.
+  const choose = async (source) => {
+    await page.selectOption('#source', source);
+    await page.waitForFunction((s) => document.querySelector('#source').value === s, source, { timeout: 10000 });
+    if (source === 'overlay') {
+      if (args.corner) await page.selectOption('#overlay-corner', args.corner);
+      if (args.size) await page.selectOption('#overlay-size', args.size);
+    }
+  };
+  if (args.source) await choose(args.source);
   if (args.expect === 'player') {
     // The Watch panel: plays the configured HLS stream and shows the delay.
     await page.waitForSelector('#watch:not([hidden])', { timeout: 10000 });
@@ -70,9 +113,24 @@ try {
     await page.waitForSelector('#message:not([hidden])', { timeout: 15000 });
     emit({ event: 'message', text: await page.textContent('#message') });
   } else {
-    await page.waitForFunction(() => document.querySelector('#st-state').textContent === 'live', null, { timeout: 20000 });
+    await stateIs('live', 20000);
     const live = Date.now();
     emit({ event: 'live', after_ms: live - pressed });
+    if (args.expect === 'reconnect') {
+      await stateIs('reconnecting', 30000);
+      emit({ event: 'reconnecting', message: await page.textContent('#message') });
+      if (args.screenshot) await page.screenshot({ path: args.screenshot.replace(/\.png$/, '-reconnecting.png'), fullPage: true });
+      await stateIs('live', 60000);
+      emit({ event: 'live-again', reconnects: await page.textContent('#st-reconnects'), at_ms: Date.now() - live });
+    }
+    for (const source of (args.switch || '').split(',').filter(Boolean)) {
+      await page.waitForTimeout(Number(args['switch-every']) * 1000);
+      await choose(source);
+      await page.waitForTimeout(1500);
+      const stillLive = await page.textContent('#st-state');
+      emit({ event: 'switched', source, state: stillLive, at_ms: Date.now() - live, message: await page.evaluate(() => document.querySelector('#message').hidden ? null : document.querySelector('#message').textContent) });
+      if (args.screenshots) await page.screenshot({ path: `${args.screenshots}/web-app-${source}.png`, fullPage: true });
+    }
     const listed = () => page.evaluate(() => [...document.querySelectorAll('#dest-list li')].map((li) => ({
       host: li.querySelector('.host')?.textContent, state: li.querySelector('.dest-state')?.dataset.state, text: li.textContent,
     })));

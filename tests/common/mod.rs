@@ -133,7 +133,9 @@ impl Relay {
 
     /// `Err` with the relay's log when it exits before listening.
     async fn try_start(program: Program, cwd: &Path, extra: &[&str]) -> Result<Relay, String> {
-        let udp_port = free_udp_port();
+        // A test may fix the UDP port (to restart a relay where its publishers knew it).
+        let given_udp = extra.iter().position(|a| *a == "--udp-port").and_then(|i| extra.get(i + 1)).and_then(|p| p.parse().ok());
+        let udp_port = given_udp.unwrap_or_else(free_udp_port);
         let udp = udp_port.to_string();
         let stderr_log = cwd.join(format!("relay-{udp}.log"));
         // IVS_TEST_RELAY_BIN runs the relay tests against another `ivs-relay` build (say, one
@@ -164,8 +166,10 @@ impl Relay {
         if !extra.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
+        if given_udp.is_none() {
+            command.args(["--udp-port", &udp]);
+        }
         let mut child = command
-            .args(["--udp-port", &udp])
             .args(extra)
             .current_dir(cwd)
             .env("RUST_LOG", "info,ivs_relay=debug")

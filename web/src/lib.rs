@@ -14,6 +14,7 @@ pub const FILES: &[File] = &[
     File { path: "/", content_type: "text/html; charset=utf-8", body: include_bytes!("../index.html") },
     File { path: "/app.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../app.js") },
     File { path: "/whip.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../whip.js") },
+    File { path: "/studio.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../studio.js") },
     File { path: "/style.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../style.css") },
     File {
         path: "/vendor/hls.light.min.mjs",
