@@ -310,7 +310,7 @@ async fn the_page_publishes_again_on_its_own_when_the_relay_comes_back() {
     let url = format!("{}/?stream=blip", relay.base);
     let page =
         tokio::spawn(
-            async move { browser(&["--url", &url, "--expect", "reconnect", "--seconds", "30", "--screenshot", &screenshot]).await },
+            async move { browser(&["--url", &url, "--expect", "reconnect", "--seconds", "22", "--screenshot", &screenshot]).await },
         );
     let live = common::wait_until(Duration::from_secs(30), || async { relay.metric("ivs_relay_sessions").await == 1.0 }).await;
     assert!(live.is_some(), "the page never went live");
@@ -321,7 +321,7 @@ async fn the_page_publishes_again_on_its_own_when_the_relay_comes_back() {
     relay.child.kill().await.expect("kill");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let second = FfmpegIngest::start(second_port, &dir.path().join("second.flv")).await;
-    let _relay = Relay::start(dir.path(), &["--listen", &listen, "--udp-port", &udp, "--destination", &second.url()]).await;
+    let back = Relay::start(dir.path(), &["--listen", &listen, "--udp-port", &udp, "--destination", &second.url()]).await;
 
     let events = page.await.expect("browser");
     let reconnecting = event(&events, "reconnecting")["message"].as_str().unwrap_or_default().to_owned();
@@ -332,4 +332,8 @@ async fn the_page_publishes_again_on_its_own_when_the_relay_comes_back() {
     assert_eq!((second.video_codec.as_deref(), second.audio_codec.as_deref()), (Some("h264"), Some("aac")));
     second.assert_keyframes_within(2.0); // it starts with a keyframe
     assert!(second.duration > 3.0, "after the reconnect only {} s arrived", second.duration);
+    // From the new session's answer to its first keyframe leaving for the ingest.
+    let first_keyframe = back.metric("ivs_relay_first_keyframe_seconds_sum").await;
+    assert_eq!(back.metric("ivs_relay_first_keyframe_seconds_count").await, 1.0);
+    assert!(first_keyframe <= 2.0, "the first keyframe after the reconnect took {first_keyframe:.2} s");
 }
