@@ -18,31 +18,25 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-/// A noisy 720p30 clip: Chromium's own fake camera compresses to ~0.75 Mbit/s whatever the
-/// target, so the rate test needs a picture that costs bits.
-fn noisy_720p() -> PathBuf {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("noisy-720p30.y4m");
+/// A file `ffmpeg args… <name>` makes once per run (the extension of `name` picks the format).
+fn generated(name: &str, args: &[&str]) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     if !path.exists() {
-        let tmp = path.with_extension("tmp.y4m");
-        let status = std::process::Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=1280x720:rate=30:duration=4,noise=alls=25:allf=t+u",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .arg(&tmp)
-            .status()
-            .expect("ffmpeg");
+        let tmp = path.with_file_name(format!("tmp-{name}"));
+        let status = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).arg(&tmp).status().expect("ffmpeg");
         assert!(status.success());
         std::fs::rename(&tmp, &path).expect("rename");
     }
     path
+}
+
+/// A noisy 720p30 clip: Chromium's own fake camera compresses to ~0.75 Mbit/s whatever the
+/// target, so the rate test needs a picture that costs bits.
+fn noisy_720p() -> PathBuf {
+    generated(
+        "noisy-720p30.y4m",
+        &["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=4,noise=alls=25:allf=t+u", "-pix_fmt", "yuv420p"],
+    )
 }
 
 #[tokio::test]
@@ -132,8 +126,7 @@ async fn the_watch_panel_plays_the_channel_and_shows_the_delay() {
         ),
     )
     .expect("nginx conf");
-    let _nginx =
-        tokio::process::Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir.path()).kill_on_drop(true).spawn().expect("nginx");
+    let _nginx = common::ingest::nginx(&conf, dir.path());
     common::ingest::wait_listening(port).await;
     assert!(common::wait_until(Duration::from_secs(15), || async { hls.join("live.m3u8").exists() }).await.is_some(), "no HLS playlist");
 
@@ -193,33 +186,13 @@ async fn the_web_app_publishes_to_two_added_destinations_shows_both_live_and_rem
 
 /// A clip of one solid colour (the camera, told apart from Chromium's green fake screen).
 fn solid(colour: &str, width: u32, height: u32) -> PathBuf {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{colour}-{width}x{height}.y4m"));
-    if !path.exists() {
-        let tmp = path.with_extension("tmp.y4m");
-        let source = format!("color=c={colour}:size={width}x{height}:rate=30:duration=2");
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-pix_fmt", "yuv420p"])
-            .arg(&tmp)
-            .status()
-            .expect("ffmpeg");
-        assert!(status.success());
-        std::fs::rename(&tmp, &path).expect("rename");
-    }
-    path
+    let source = format!("color=c={colour}:size={width}x{height}:rate=30:duration=2");
+    generated(&format!("{colour}-{width}x{height}.y4m"), &["-f", "lavfi", "-i", &source, "-pix_fmt", "yuv420p"])
 }
 
 /// A WAV of `filter` (an ffmpeg audio source), for the fake microphone.
 fn wav(name: &str, filter: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.wav"));
-    if !path.exists() {
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i", filter, "-t", "10", "-ac", "2", "-ar", "48000"])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg");
-        assert!(status.success());
-    }
-    path
+    generated(&format!("{name}.wav"), &["-f", "lavfi", "-i", filter, "-t", "10", "-ac", "2", "-ar", "48000"])
 }
 
 /// The RGB of the pixel at (`x`, `y`) of the frame `at_end` seconds before the end of `recording`.

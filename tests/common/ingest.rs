@@ -69,6 +69,20 @@ impl FfmpegIngest {
     }
 }
 
+/// nginx in the foreground with `conf`, its paths relative to `dir`; killed when dropped.
+pub fn nginx(conf: &Path, dir: &Path) -> Child {
+    Command::new("nginx")
+        .arg("-c")
+        .arg(conf)
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("nginx starts")
+}
+
 /// nginx terminating TLS on `port` as `host` (its certificate's name) and passing the bytes to
 /// 127.0.0.1:`backend`.
 /// One process (`master_process off`): killing it on drop leaves no worker behind.
@@ -99,16 +113,7 @@ impl TlsProxy {
             ),
         )
         .expect("write nginx.conf");
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx starts");
+        let child = nginx(&conf, dir);
         wait_listening(port).await;
         TlsProxy { child, port, ca: cert_path }
     }
@@ -139,16 +144,7 @@ impl NginxRtmp {
             ),
         )
         .expect("write nginx-rtmp.conf");
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx starts");
+        let child = nginx(&conf, dir);
         wait_listening(port).await;
         NginxRtmp { child, port, dir: recordings }
     }
