@@ -14,5 +14,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 # --no-default-features: without the AWS commands (the `aws` feature), so the first build skips
-# the AWS SDK, which `ivsctl local` never calls.
-exec cargo run --release --locked --no-default-features --bin ivsctl -- local "$@"
+# the AWS SDK, which `ivsctl local` never calls. --profile local: -O1 without debug info (see
+# Cargo.toml), a quarter less compile work than --release.
+exec cargo run --profile local --locked --no-default-features --bin ivsctl -- local "$@"

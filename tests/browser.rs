@@ -264,11 +264,19 @@ async fn the_microphone_meter_moves_with_a_tone_and_warns_after_five_silent_seco
     assert!(meter["max"].as_f64() > Some(0.3), "the meter did not move with the tone: {meter}");
     assert!(meter["warning"].is_null(), "{meter}");
 
+    // On a phone-sized screen: the warning shows and nothing needs scrolling sideways.
     let silence = wav("silence", "anullsrc=sample_rate=48000");
-    let events = browser(&["--url", &url, "--expect", "meter", "--seconds", "7", "--audio", &silence.to_string_lossy()]).await;
+    let phone = out_dir().join("web-app-phone.png");
+    #[rustfmt::skip]
+    let events = browser(&[
+        "--url", &url, "--expect", "meter", "--seconds", "7", "--audio", &silence.to_string_lossy(),
+        "--viewport", "390x844", "--screenshot", &phone.to_string_lossy(),
+    ]).await;
     let meter = event(&events, "meter");
     assert!(meter["max"].as_f64() < Some(0.1), "the meter moved on silence: {meter}");
     assert!(meter["warning"].as_str().is_some_and(|w| w.contains("silent for 5 seconds")), "{meter}");
+    assert!(meter["overflow"].as_f64() <= Some(0.0), "the page is wider than a phone's screen: {meter}");
+    assert!(phone.exists());
 }
 
 #[tokio::test]

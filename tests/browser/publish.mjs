@@ -43,6 +43,8 @@ const { values: args } = parseArgs({
     switch: { type: 'string' },
     'switch-every': { type: 'string', default: '3' },
     screenshots: { type: 'string' },
+    // WIDTHxHEIGHT of the page's window, e.g. 390x844 for a phone.
+    viewport: { type: 'string', default: '1280x960' },
   },
 });
 
@@ -60,7 +62,8 @@ const stateIs = (name, timeout) => page.waitForFunction((n) => document.querySel
 
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: flags });
 try {
-  page = await browser.newPage({ viewport: { width: 1280, height: 960 } });
+  const [width, height] = args.viewport.split('x').map(Number);
+  page = await browser.newPage({ viewport: { width, height } });
   page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
   page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
   await page.goto(args.url);
@@ -81,7 +84,10 @@ try {
       await page.waitForTimeout(100);
     }
     const warning = await page.evaluate(() => { const w = document.querySelector('#mic-warning'); return w.hidden ? null : w.textContent; });
-    emit({ event: 'meter', min: Math.min(...samples), max: Math.max(...samples), samples: samples.length, warning });
+    // Whether the page fits its window's width (nothing to scroll sideways for).
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
+    emit({ event: 'meter', min: Math.min(...samples), max: Math.max(...samples), samples: samples.length, warning, overflow });
     process.exit(0);
   }
   // Chooses a source as a person would: the overlay's corner and size show once it is chosen.
