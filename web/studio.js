@@ -122,7 +122,9 @@ export class Studio {
     this.canvas.width = this.width;
     this.canvas.height = this.height;
     if (!this.canvasTrack || this.canvasTrack.readyState === 'ended') {
-      this.canvasTrack = this.canvas.captureStream(FPS).getVideoTracks()[0];
+      // Frames on demand, one per drawing: a capture sampling at its own 30 Hz would beat
+      // against the drawing timer and skip frames.
+      this.canvasTrack = this.canvas.captureStream(0).getVideoTracks()[0];
     }
     if (!this.drawTimer) {
       // A timer, not requestAnimationFrame: the stream must go on while the tab is hidden.
@@ -138,22 +140,24 @@ export class Studio {
   }
 
   draw() {
-    const ctx = this.canvas.getContext('2d');
+    // Opaque: nothing under the picture to blend with, which spares a pass per frame.
+    this.ctx ||= this.canvas.getContext('2d', { alpha: false });
+    const ctx = this.ctx;
     const { width, height } = this.canvas;
-    ctx.fillStyle = '#000';
-    ctx.fillRect(0, 0, width, height);
     const screen = this.screenVideo;
-    if (screen?.videoWidth) {
-      const scale = Math.min(width / screen.videoWidth, height / screen.videoHeight);
-      const w = screen.videoWidth * scale;
-      const h = screen.videoHeight * scale;
-      ctx.drawImage(screen, (width - w) / 2, (height - h) / 2, w, h);
+    const scale = screen?.videoWidth ? Math.min(width / screen.videoWidth, height / screen.videoHeight) : 0;
+    const [w, h] = [screen?.videoWidth * scale || 0, screen?.videoHeight * scale || 0];
+    if (w < width || h < height) {
+      ctx.fillStyle = '#000';
+      ctx.fillRect(0, 0, width, height);
     }
+    if (scale) ctx.drawImage(screen, (width - w) / 2, (height - h) / 2, w, h);
     const camera = this.cameraVideo;
     if (camera?.videoWidth && this.camera?.getVideoTracks()[0]?.enabled !== false) {
       const r = overlayRect(width, height, this.corner, this.size, camera.videoWidth / camera.videoHeight);
       ctx.drawImage(camera, r.x, r.y, r.w, r.h);
     }
+    this.canvasTrack?.requestFrame?.();
   }
 
   // ---- audio: microphone and shared audio mixed, each with a gain; a meter on the microphone ----
