@@ -146,3 +146,37 @@ async fn control_messages_while_publishing_never_corrupt_what_the_ingest_records
     assert!(recording.duration > 54.0, "only {} s recorded", recording.duration);
     recording.assert_monotonic();
 }
+
+#[tokio::test]
+async fn a_session_ends_even_when_its_ingest_hung_mid_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Takes the publish, then reads nothing: the sink's next write blocks for good.
+    let hung = TestIngest::start(Behaviour::Stall).await;
+    let relay = Relay::start(dir.path(), &["--destination", &hung.url("key")]).await;
+    let publisher = Publisher::start(&relay.whip("cam1"), 30.0, &[]).await.expect("accepted");
+    let live = wait_until(Duration::from_secs(10), || async { publisher.status().await.is_some_and(|s| s["state"] == "live") }).await;
+    assert!(live.is_some(), "never live: {:?}", publisher.status().await);
+    // The kernel buffers a few MiB on loopback before the sink's write blocks: then what it has
+    // sent stops growing.
+    let sent = || async { publisher.status().await.and_then(|s| s["destinations"][0]["bytes_sent"].as_u64()).unwrap_or(0) };
+    let started = std::time::Instant::now();
+    let mut last = sent().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = sent().await;
+        if std::mem::replace(&mut last, now) == now && now > 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(25), "the hung ingest never stopped taking data");
+    }
+
+    // DELETE ends the session: the sink cannot send deleteStream, so it is cut off after its
+    // close deadline and the session is gone, its name free.
+    let deleted = tokio::time::timeout(Duration::from_secs(15), reqwest::Client::new().delete(&publisher.session_url).send()).await;
+    assert_eq!(deleted.expect("DELETE answered").expect("DELETE").status(), 200);
+    assert!(relay.log().contains("a sink did not close in 5s; aborted"), "the abort did not happen:\n{}", relay.log());
+    assert_eq!(relay.metric("ivs_relay_sessions").await, 0.0);
+    assert_eq!(relay.metric("ivs_relay_destinations").await, 0.0);
+    assert!(!relay.health().await["reserved"].as_u64().is_some_and(|n| n > 0), "the stream name is still held");
+    drop(publisher);
+}

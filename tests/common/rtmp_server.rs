@@ -21,6 +21,9 @@ pub enum Behaviour {
     Record { out: PathBuf, ping_every: Duration, read_pause: Duration },
     /// After the handshake, send these bytes, then keep reading until the peer hangs up.
     Hostile(Arc<Vec<u8>>),
+    /// Accept the publish, then never read again, on a socket with a tiny receive buffer: the
+    /// publisher's writes block within a fraction of a second (an ingest that hung).
+    Stall,
 }
 
 pub struct TestIngest {
@@ -38,7 +41,13 @@ impl Drop for TestIngest {
 
 impl TestIngest {
     pub async fn start(behaviour: Behaviour) -> TestIngest {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if matches!(behaviour, Behaviour::Stall) {
+            // Accepted sockets inherit it: a receive window of a few KiB.
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        }
+        socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let listener: TcpListener = socket.listen(16).expect("listen");
         let port = listener.local_addr().expect("addr").port();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();
@@ -84,6 +93,7 @@ async fn serve(mut socket: TcpStream, behaviour: Behaviour) -> std::io::Result<(
             Ok(())
         }
         Behaviour::Record { out, ping_every, read_pause } => record(socket, remaining, &out, ping_every, read_pause).await,
+        Behaviour::Stall => stall(socket, remaining).await,
     }
 }
 
@@ -139,6 +149,40 @@ async fn serve_publish(
             }
         }
     }
+    Ok(())
+}
+
+async fn stall(mut socket: TcpStream, remaining: Vec<u8>) -> std::io::Result<()> {
+    let (mut session, results) = ServerSession::new(ServerSessionConfig::new()).map_err(std::io::Error::other)?;
+    let mut pending = results;
+    pending.extend(session.handle_input(&remaining).map_err(std::io::Error::other)?);
+    let mut buf = vec![0u8; 4096];
+    let mut publishing = false;
+    loop {
+        for result in std::mem::take(&mut pending) {
+            match result {
+                ServerSessionResult::OutboundResponse(packet) => socket.write_all(&packet.bytes).await?,
+                ServerSessionResult::RaisedEvent(event) => {
+                    publishing |= matches!(event, ServerSessionEvent::PublishStreamRequested { .. });
+                    pending.extend(take_event(&mut session, event, &mut Vec::new())?);
+                }
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        if !pending.is_empty() {
+            continue;
+        }
+        if publishing {
+            break;
+        }
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        pending = session.handle_input(&buf[..n]).map_err(std::io::Error::other)?;
+    }
+    // The publish is accepted (its answer written); from here on nothing is read.
+    std::future::pending::<()>().await;
     Ok(())
 }
 
