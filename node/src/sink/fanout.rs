@@ -85,8 +85,9 @@ impl Fanout {
             Origin::Relay => AddressPolicy::Any,
             Origin::Client => self.ctx.client_policy.clone(),
         };
-        let ctx =
-            SinkContext { session: self.ctx.clone(), status: status.clone(), label: self.ctx.metrics.destination_label(&host), policy };
+        let label = self.ctx.metrics.destination_label(&host);
+        let bytes_sent = self.ctx.metrics.bytes_sent.get_or_create(&label).clone();
+        let ctx = SinkContext { session: self.ctx.clone(), status: status.clone(), label, bytes_sent, policy };
         let (tags, rx) = queue::channel(queue::QUEUE_BYTES);
         let mid_stream = self.headers.all().next().is_some();
         for header in self.headers.all() {

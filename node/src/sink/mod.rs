@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 
 use crate::address::AddressPolicy;
 use crate::media::{Tag, TagKind};
+use prometheus_client::metrics::counter::Counter;
+
 use crate::metrics::{self, DestinationLabel, Metrics};
 use crate::status::DestinationStatus;
 
@@ -42,6 +44,8 @@ struct SinkContext {
     session: SessionContext,
     status: Arc<DestinationStatus>,
     label: DestinationLabel,
+    /// This destination's `ingest_sent_bytes` counter, looked up once rather than per tag.
+    bytes_sent: Counter,
     policy: AddressPolicy,
 }
 
@@ -49,7 +53,7 @@ struct SinkContext {
 fn observe_sent(ctx: &SinkContext, tag: &Tag, bytes: usize) {
     let metrics = &ctx.session.metrics;
     ctx.status.media_sent(bytes);
-    metrics.bytes_sent.get_or_create(&ctx.label).inc_by(bytes as u64);
+    ctx.bytes_sent.inc_by(bytes as u64);
     if tag.kind == TagKind::Video && tag.keyframe && !tag.is_header {
         ctx.session.first_keyframe.call_once(|| metrics.first_keyframe.observe(ctx.session.started.elapsed().as_secs_f64()));
     }
