@@ -122,8 +122,9 @@ async fn an_answered_offer_that_never_connects_never_goes_live_at_the_ingest() {
 async fn control_messages_while_publishing_never_corrupt_what_the_ingest_records() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("pelted.flv");
-    // A ping and a window acknowledgement size every 3 ms, and reads paced so that the relay's
-    // writes often wait: a reply must never be cut in half by the next tag.
+    // A ping and a window acknowledgement size every 3 ms (the relay owes an acknowledgement
+    // every few of them), and reads paced so that the relay's writes often wait: a reply must
+    // never be cut in half, or dropped, by the next tag.
     let ingest = TestIngest::start(Behaviour::Record {
         out: out.clone(),
         ping_every: Duration::from_millis(3),
@@ -136,6 +137,12 @@ async fn control_messages_while_publishing_never_corrupt_what_the_ingest_records
     let written = wait_until(Duration::from_secs(15), || async { out.exists() }).await;
     assert!(written.is_some(), "the ingest never finished its recording; relay log:\n{}", relay.log());
     assert_eq!(ingest.connections.load(Ordering::SeqCst), 1, "the relay had to reconnect; relay log:\n{}", relay.log());
+    // Every reply reached the ingest whole: a ping response or acknowledgement dropped half-way
+    // (or whole: the next one's header is compressed against it) would garble chunk stream 2.
+    let (pings, pongs, acks) =
+        (ingest.control.pings_sent.load(Ordering::Relaxed), ingest.control.pongs.load(Ordering::Relaxed), ingest.control.acks.load(Ordering::Relaxed));
+    assert!(pings > 5000 && acks > 1000, "{pings} pings sent, {acks} acknowledgements received: the ingest did not pelt the relay");
+    assert!(pongs + 50 >= pings, "{pings} pings but only {pongs} ping responses: the relay lost replies");
     let decode =
         std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&out).args(["-f", "null", "-"]).output().expect("ffmpeg");
     let errors = String::from_utf8_lossy(&decode.stderr);

@@ -10,13 +10,19 @@ use std::time::Duration;
 use common::ingest::{FfmpegIngest, STREAM_KEY, TlsProxy};
 use common::probe::probe;
 use common::{MEDIA_SECONDS, Publisher, Relay, free_tcp_port, session_status, wait_until};
+use ivs_relay::transcoder::THREAD_NAME as AUDIO_THREAD;
 
 #[tokio::test]
 async fn publishing_to_the_default_file_destination_records_h264_and_aac() {
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = Relay::start(dir.path(), &[]).await;
     let publisher = Publisher::start(&relay.whip("cam1"), MEDIA_SECONDS, &[]).await.expect("session accepted");
+    // Opus → AAC runs on the session's own thread, not on the async workers, and ends with it.
+    let audio_thread = wait_until(Duration::from_secs(5), || async { relay.threads_named(AUDIO_THREAD) == 1 }).await;
+    assert!(audio_thread.is_some(), "{} audio threads for one live session", relay.threads_named(AUDIO_THREAD));
     publisher.finish().await;
+    let ended = wait_until(Duration::from_secs(5), || async { relay.threads_named(AUDIO_THREAD) == 0 }).await;
+    assert!(ended.is_some(), "the audio thread outlived its session");
 
     let recordings: Vec<_> =
         std::fs::read_dir(dir.path().join("recordings")).expect("recordings dir").flatten().map(|e| e.path()).collect();
@@ -243,6 +249,7 @@ async fn a_thousand_sessions_opened_and_closed_leave_no_session_descriptor_or_me
     assert_eq!(relay.metric(r#"ivs_relay_sessions_ended_total{reason="deleted"}"#).await, SESSIONS as f64);
     let fds = wait_until(Duration::from_secs(10), || async { relay.open_fds() <= fds_warm + 2 }).await;
     assert!(fds.is_some(), "{} file descriptors open, {fds_warm} after the warm-up", relay.open_fds());
+    assert_eq!(relay.threads_named(AUDIO_THREAD), 0, "audio threads left behind");
     let rss = rss_mib(&relay);
     println!("churn: RSS {rss_warm:.1} MiB after {WARM_UP} sessions, {rss:.1} MiB after {SESSIONS}; fds {fds_warm} → {}", relay.open_fds());
     assert!(rss <= rss_warm + 10.0, "RSS {rss:.1} MiB after {SESSIONS} sessions, {rss_warm:.1} MiB after {WARM_UP}");

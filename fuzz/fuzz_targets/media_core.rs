@@ -1,10 +1,12 @@
 //! The whole media core driven by arbitrary sequences of inputs and times: it must never
-//! panic, and its FLV timestamps never go backwards within a track.
+//! panic, and its FLV timestamps never go backwards within a track. Its Opus packets are
+//! transcoded inline, as a session's audio thread would.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
+use ivs_relay::media::aac::OpusToAac;
 use ivs_relay::media::clock::Track;
 use ivs_relay::media::rtp::RtpPacket;
 use ivs_relay::media::{CoreConfig, Input, MediaCore, Output, TagKind};
@@ -20,7 +22,9 @@ enum Step {
 }
 
 fuzz_target!(|steps: Vec<Step>| {
-    let Ok(mut core) = MediaCore::new(CoreConfig::default()) else { return };
+    let Ok(mut transcoder) = OpusToAac::new(128_000) else { return };
+    let mut core = MediaCore::new(CoreConfig { audio: Some(transcoder.track()), ..CoreConfig::default() });
+    let mut frames = Vec::new();
     let mut now = Instant::now();
     let (mut last_video, mut last_audio) = (0u32, 0u32);
     for step in steps {
@@ -41,7 +45,11 @@ fuzz_target!(|steps: Vec<Step>| {
             Step::Wait { ms } => now += Duration::from_millis(ms.into()),
         }
         while let Some(output) = core.poll_output() {
-            if let Output::Tag(tag) = output {
+            if let Output::Transcode(packet) = output {
+                let _ = transcoder.push(packet.arrived, packet.rtp, &packet.payload, &mut frames);
+                core.handle_input(packet.arrived, Input::Aac(&frames));
+                frames.clear();
+            } else if let Output::Tag(tag) = output {
                 let last = match tag.kind {
                     TagKind::Video => &mut last_video,
                     TagKind::Audio => &mut last_audio,

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! * `media` — the sans-IO core: RTP → FLV tags (H.264 remux, Opus → AAC, one timeline).
+//! * `transcoder` — a session's audio thread: Opus → AAC off the async workers.
 //! * `destination` — where a session publishes; parsing, redaction, and what clients may choose.
 //! * `address` — which IP addresses a client may make the relay reach (ingests, ICE).
 //! * `ice` — filtering an offer's ICE candidates by that rule.
@@ -34,5 +35,6 @@ pub mod server;
 pub mod session;
 pub mod sink;
 pub mod status;
+pub mod transcoder;
 pub mod web;
 pub mod whip;

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub dropped_frames: Counter,
     pub lost_packets: Counter,
     pub repaired_packets: Counter,
+    /// Opus packets dropped because their session's audio thread was a whole queue behind.
+    pub audio_dropped: Counter,
     /// Time from the RTP packet that completed a frame to its FLV tag leaving for the ingest.
     pub relay_latency: Family<TrackLabel, Histogram>,
     /// Time from a session's start (its offer answered) to its first keyframe leaving for the ingest.
@@ -78,6 +80,7 @@ impl Metrics {
             dropped_frames: Counter::default(),
             lost_packets: Counter::default(),
             repaired_packets: Counter::default(),
+            audio_dropped: Counter::default(),
             relay_latency: Family::new_with_constructor(latency_histogram),
             // 0.1 s .. 10 s: the target on loopback is 1.5 s.
             first_keyframe: Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
@@ -105,6 +108,11 @@ impl Metrics {
             "repaired_packets",
             "Video RTP packets that arrived after a later one, in time to complete their frame (NACK retransmissions, reordering)",
             metrics.repaired_packets.clone(),
+        );
+        registry.register(
+            "audio_dropped_packets",
+            "Opus packets dropped because their session's audio thread was over a second behind",
+            metrics.audio_dropped.clone(),
         );
         registry.register("relay_latency_seconds", "RTP in to FLV tag out, per track", metrics.relay_latency.clone());
         registry.register(

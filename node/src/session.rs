@@ -20,6 +20,7 @@ use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 
 use crate::address::AddressPolicy;
 use crate::destination::Destination;
+use crate::media::aac::{AacFrame, OpusToAac};
 use crate::media::clock::Track;
 use crate::media::rtp::RtpPacket;
 use crate::media::{CoreConfig, Input, MediaCore, Output};
@@ -27,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::offer::{self, OfferError};
 use crate::sink::{Fanout, FanoutError, SessionContext};
 use crate::status::{DestinationReport, EndReason, Origin, SessionStatus};
+use crate::transcoder::TranscoderThread;
 
 /// A session whose publisher sent nothing for this long is ended.
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(8);
@@ -44,6 +46,8 @@ pub enum SessionError {
     Negotiation(String),
     #[error("audio transcoder: {0}")]
     Transcoder(#[from] crate::media::aac::TranscodeError),
+    #[error("cannot start the session's audio thread: {0}")]
+    AudioThread(std::io::Error),
     #[error(transparent)]
     Destinations(#[from] FanoutError),
 }
@@ -144,7 +148,8 @@ impl Session {
             tracing::debug!(kept = candidates.kept, dropped = candidates.dropped, "offer's ICE candidates filtered");
         }
         let negotiation = |e: webrtc::Error| SessionError::Negotiation(e.to_string());
-        let core = MediaCore::new(CoreConfig { has_audio: summary.has_audio, aac_bitrate: params.aac_bitrate, ..CoreConfig::default() })?;
+        let transcoder = if summary.has_audio { Some(OpusToAac::new(params.aac_bitrate)?) } else { None };
+        let core = MediaCore::new(CoreConfig { audio: transcoder.as_ref().map(OpusToAac::track), ..CoreConfig::default() });
 
         let pc = ClosesOnDrop(Some(Arc::new(api.new_peer_connection(RTCConfiguration::default()).await.map_err(negotiation)?)));
         let cancel = CancellationToken::new();
@@ -180,6 +185,7 @@ impl Session {
         params.metrics.sessions_started.inc();
         tracing::info!(session = %params.id, stream = %params.stream, audio = summary.has_audio, "session started");
 
+        let audio = transcoder.map(|t| TranscoderThread::spawn(t, &params.id)).transpose().map_err(SessionError::AudioThread)?;
         let (control, control_rx) = mpsc::channel(8);
         let session = Arc::new(Self {
             id: params.id.clone(),
@@ -192,6 +198,7 @@ impl Session {
         let media = MediaTask {
             pc: pc.take(),
             core,
+            audio,
             events: events_rx,
             control: control_rx,
             fanout,
@@ -235,6 +242,14 @@ impl Session {
         if let Some(task) = self.task.lock().await.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// The audio thread's next frames; never, for a session without audio.
+async fn aac_frames(audio: &mut Option<TranscoderThread>) -> Result<Vec<AacFrame>, crate::transcoder::Stopped> {
+    match audio {
+        Some(audio) => audio.frames().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -290,6 +305,8 @@ fn watch_connection(pc: &RTCPeerConnection, cancel: CancellationToken) {
 struct MediaTask {
     pc: Arc<RTCPeerConnection>,
     core: MediaCore,
+    /// Where the core's Opus packets are transcoded; `None` without an audio track.
+    audio: Option<TranscoderThread>,
     events: mpsc::Receiver<TrackEvent>,
     control: mpsc::Receiver<Control>,
     fanout: Fanout,
@@ -321,6 +338,13 @@ impl MediaTask {
                         TrackEvent::VideoSsrc(ssrc) => self.video_ssrc = Some(ssrc),
                     }
                 }
+                frames = aac_frames(&mut self.audio) => match frames {
+                    Ok(frames) => self.core.handle_input(Instant::now(), Input::Aac(&frames)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the session goes on without audio");
+                        self.audio = None;
+                    }
+                },
                 () = tokio::time::sleep_until(wake) => self.core.handle_input(Instant::now(), Input::Tick),
                 () = self.keyframe_wanted.notified() => self.request_keyframe().await,
                 Some(control) = self.control.recv() => self.take_control(control).await,
@@ -362,9 +386,27 @@ impl MediaTask {
             let keyframe_needed = match output {
                 Output::Tag(tag) => self.fanout.forward(&tag),
                 Output::RequestKeyframe => true,
+                Output::Transcode(packet) => {
+                    self.transcode(packet);
+                    false
+                }
             };
             if keyframe_needed {
                 self.request_keyframe().await;
+            }
+        }
+    }
+
+    fn transcode(&mut self, packet: crate::media::OpusPacket) {
+        let Some(audio) = &self.audio else { return };
+        match audio.submit(packet) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.metrics.audio_dropped.inc();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the session goes on without audio");
+                self.audio = None;
             }
         }
     }

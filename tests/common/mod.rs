@@ -214,6 +214,13 @@ impl Relay {
         std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
     }
 
+    /// Threads of the relay process called `name` (as `top -H` shows them).
+    pub fn threads_named(&self, name: &str) -> usize {
+        let pid = self.child.id().expect("running");
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+        tasks.flatten().filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name)).count()
+    }
+
     /// The relay's `/healthz` document.
     pub async fn health(&self) -> serde_json::Value {
         insecure_client().get(format!("{}/healthz", self.base)).send().await.expect("healthz").json().await.expect("healthz JSON")

@@ -13,11 +13,24 @@ use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent,
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The control traffic of a `Record` ingest, over all its connections.
+#[derive(Debug, Default)]
+pub struct ControlCounts {
+    pub pings_sent: AtomicUsize,
+    /// Ping responses from the publisher.
+    pub pongs: AtomicUsize,
+    /// Acknowledgements from the publisher (it owes one per window of bytes we sent).
+    pub acks: AtomicUsize,
+}
+
 /// What the test ingest does with each connection.
 #[derive(Clone)]
 pub enum Behaviour {
     /// Accept the publish and record it; every `ping_every`, send a ping request and a window
-    /// acknowledgement size; after every read, pause `read_pause` (back-pressure on the sender).
+    /// acknowledgement size of a few dozen bytes (so the publisher's acknowledgements and ping
+    /// responses interleave on its chunk stream 2, where one lost message garbles the headers
+    /// compressed against it); after every read, pause `read_pause` (back-pressure on the
+    /// sender).
     Record { out: PathBuf, ping_every: Duration, read_pause: Duration },
     /// After the handshake, send these bytes, then keep reading until the peer hangs up.
     Hostile(Arc<Vec<u8>>),
@@ -30,6 +43,7 @@ pub struct TestIngest {
     pub port: u16,
     /// Connections accepted so far.
     pub connections: Arc<AtomicUsize>,
+    pub control: Arc<ControlCounts>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,19 +64,20 @@ impl TestIngest {
         let listener: TcpListener = socket.listen(16).expect("listen");
         let port = listener.local_addr().expect("addr").port();
         let connections = Arc::new(AtomicUsize::new(0));
-        let counter = connections.clone();
+        let control = Arc::new(ControlCounts::default());
+        let (counter, counts) = (connections.clone(), control.clone());
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
-                let behaviour = behaviour.clone();
+                let (behaviour, counts) = (behaviour.clone(), counts.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve(socket, behaviour).await {
+                    if let Err(e) = serve(socket, behaviour, &counts).await {
                         eprintln!("test ingest: connection failed: {e}");
                     }
                 });
             }
         });
-        TestIngest { port, connections, task }
+        TestIngest { port, connections, control, task }
     }
 
     pub fn url(&self, key: &str) -> String {
@@ -70,7 +85,7 @@ impl TestIngest {
     }
 }
 
-async fn serve(mut socket: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
+async fn serve(mut socket: TcpStream, behaviour: Behaviour, counts: &ControlCounts) -> std::io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut handshake = Handshake::new(PeerType::Server);
     let remaining = loop {
@@ -92,18 +107,25 @@ async fn serve(mut socket: TcpStream, behaviour: Behaviour) -> std::io::Result<(
             while socket.read(&mut buf).await? > 0 {}
             Ok(())
         }
-        Behaviour::Record { out, ping_every, read_pause } => record(socket, remaining, &out, ping_every, read_pause).await,
+        Behaviour::Record { out, ping_every, read_pause } => record(socket, remaining, &out, ping_every, read_pause, counts).await,
         Behaviour::Stall => stall(socket, remaining).await,
     }
 }
 
-async fn record(mut socket: TcpStream, remaining: Vec<u8>, out: &Path, ping_every: Duration, read_pause: Duration) -> std::io::Result<()> {
+async fn record(
+    mut socket: TcpStream,
+    remaining: Vec<u8>,
+    out: &Path,
+    ping_every: Duration,
+    read_pause: Duration,
+    counts: &ControlCounts,
+) -> std::io::Result<()> {
     let (mut session, results) = ServerSession::new(ServerSessionConfig::new()).map_err(std::io::Error::other)?;
     let mut file = Vec::new();
     file.extend_from_slice(&ivs_relay::media::flv::file_header(true));
     let mut pending = results;
     pending.extend(session.handle_input(&remaining).map_err(std::io::Error::other)?);
-    let outcome = serve_publish(&mut socket, &mut session, pending, &mut file, ping_every, read_pause).await;
+    let outcome = serve_publish(&mut socket, &mut session, pending, &mut file, (ping_every, read_pause), counts).await;
     // What arrived is kept either way, so that a test sees how far the stream got.
     tokio::fs::write(out, &file).await?;
     outcome
@@ -114,19 +136,26 @@ async fn serve_publish(
     session: &mut ServerSession,
     mut pending: Vec<ServerSessionResult>,
     file: &mut Vec<u8>,
-    ping_every: Duration,
-    read_pause: Duration,
+    (ping_every, read_pause): (Duration, Duration),
+    counts: &ControlCounts,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     let mut ping = tokio::time::interval(ping_every);
-    let mut window = 2_500_000u32;
+    let mut window = 64u32;
     loop {
         while !pending.is_empty() {
             let results: Vec<ServerSessionResult> = std::mem::take(&mut pending);
             for result in results {
                 match result {
                     ServerSessionResult::OutboundResponse(packet) => socket.write_all(&packet.bytes).await?,
-                    ServerSessionResult::RaisedEvent(event) => pending.extend(take_event(session, event, file)?),
+                    ServerSessionResult::RaisedEvent(event) => {
+                        match event {
+                            ServerSessionEvent::PingResponseReceived { .. } => counts.pongs.fetch_add(1, Ordering::Relaxed),
+                            ServerSessionEvent::AcknowledgementReceived { .. } => counts.acks.fetch_add(1, Ordering::Relaxed),
+                            _ => 0,
+                        };
+                        pending.extend(take_event(session, event, file)?);
+                    }
                     ServerSessionResult::UnhandleableMessageReceived(_) => {}
                 }
             }
@@ -143,8 +172,9 @@ async fn serve_publish(
             _ = ping.tick() => {
                 let (packet, _) = session.send_ping_request().map_err(std::io::Error::other)?;
                 socket.write_all(&packet.bytes).await?;
-                // A window acknowledgement size now and then, as some ingests send mid-stream.
-                window = if window == 2_500_000 { 5_000_000 } else { 2_500_000 };
+                counts.pings_sent.fetch_add(1, Ordering::Relaxed);
+                // A window acknowledgement size with every ping, as some ingests send mid-stream.
+                window = if window == 64 { 96 } else { 64 };
                 socket.write_all(&window_ack_size(window)).await?;
             }
         }

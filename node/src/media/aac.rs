@@ -17,6 +17,8 @@ use bytes::Bytes;
 use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, Encoder, EncoderParams, Transport};
 use thiserror::Error;
 
+use super::AacTrack;
+
 pub const SAMPLE_RATE: u32 = 48_000;
 const CHANNELS: usize = 2;
 /// Samples per channel in one AAC-LC frame.
@@ -84,7 +86,7 @@ pub struct AacFrame {
 pub struct OpusToAac {
     decoder: opus::Decoder,
     encoder: Encoder,
-    audio_specific_config: Bytes,
+    track: AacTrack,
     encoder_delay: i64,
     /// Interleaved stereo PCM not yet encoded.
     pcm: Vec<i16>,
@@ -122,7 +124,7 @@ impl OpusToAac {
         Ok(Self {
             decoder,
             encoder,
-            audio_specific_config: Bytes::copy_from_slice(&info.confBuf[..config_len]),
+            track: AacTrack { specific_config: Bytes::copy_from_slice(&info.confBuf[..config_len]), bitrate },
             encoder_delay: info.nDelay.into(),
             pcm: Vec::with_capacity(CHANNELS * (AAC_FRAME_SAMPLES + MAX_OPUS_SAMPLES)),
             pcm_start: 0,
@@ -134,9 +136,10 @@ impl OpusToAac {
         })
     }
 
-    /// The AudioSpecificConfig (ISO 14496-3) for the FLV AAC sequence header.
-    pub fn audio_specific_config(&self) -> Bytes {
-        self.audio_specific_config.clone()
+    /// What the FLV stream announces: the AudioSpecificConfig (ISO 14496-3) for its AAC
+    /// sequence header, and the bitrate.
+    pub fn track(&self) -> AacTrack {
+        self.track.clone()
     }
 
     /// Packets dropped so far because they would have run ahead of real time.
@@ -243,7 +246,7 @@ mod tests {
     fn audio_specific_config_says_aac_lc_48k_stereo() {
         let t = OpusToAac::new(128_000).expect("transcoder");
         // object type 2 (LC), frequency index 3 (48 kHz), channel configuration 2.
-        assert_eq!(&t.audio_specific_config()[..2], &[0x11, 0x90]);
+        assert_eq!(&t.track().specific_config[..2], &[0x11, 0x90]);
     }
 
     #[test]

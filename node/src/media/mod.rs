@@ -1,11 +1,13 @@
-//! The relay's media core, sans-IO: RTP packets, RTCP sender reports and time in; FLV tags and
-//! keyframe requests out. No sockets, no tasks, no clock: `session` feeds it and drains it.
+//! The relay's media core, sans-IO: RTP packets, RTCP sender reports, encoded AAC frames and
+//! time in; FLV tags, keyframe requests and Opus packets to transcode out. No sockets, no tasks,
+//! no clock, no codec work: `session` feeds it and drains it, and hands the Opus packets to the
+//! session's audio thread (`crate::transcoder`), whose AAC frames come back as `Input::Aac`.
 //!
 //! Layout:
 //! * `rtp` — the packet type and wrap-safe counters.
 //! * `frames` — reordering, retransmission wait, frame boundaries (video).
 //! * `h264` — RTP payloads → access units; parameter sets; keyframe gating.
-//! * `aac` — Opus → AAC-LC.
+//! * `aac` — Opus → AAC-LC (run by the caller, off the core).
 //! * `clock` — both tracks on one timeline.
 //! * `flv` — tag bodies and file framing.
 
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use aac::{AacFrame, OpusToAac, TranscodeError};
+use aac::AacFrame;
 use clock::{Timeline, Track};
 use flv::StreamInfo;
 use frames::{Assembled, FrameAssembler};
@@ -39,9 +41,15 @@ pub struct CoreConfig {
     pub keyframe_interval: Duration,
     /// Repeat an unanswered keyframe request this often.
     pub keyframe_retry: Duration,
-    /// Whether the publisher sends audio (an FLV audio track is announced).
-    pub has_audio: bool,
-    pub aac_bitrate: u32,
+    /// The AAC track announced when the publisher sends audio.
+    pub audio: Option<AacTrack>,
+}
+
+/// What the FLV stream says of its audio: the encoder's AudioSpecificConfig and bitrate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AacTrack {
+    pub specific_config: Bytes,
+    pub bitrate: u32,
 }
 
 impl Default for CoreConfig {
@@ -50,8 +58,7 @@ impl Default for CoreConfig {
             reorder_wait: Duration::from_millis(300),
             keyframe_interval: Duration::from_millis(1750),
             keyframe_retry: Duration::from_millis(500),
-            has_audio: true,
-            aac_bitrate: 128_000,
+            audio: None,
         }
     }
 }
@@ -66,6 +73,8 @@ pub enum Input<'a> {
         ntp: u64,
         rtp: u32,
     },
+    /// AAC frames the transcoder made of earlier `Output::Transcode` packets, in order.
+    Aac(&'a [AacFrame]),
     /// Time passed; due timers fire.
     Tick,
 }
@@ -98,6 +107,16 @@ pub enum Output {
     Tag(Tag),
     /// Send a PLI to the publisher.
     RequestKeyframe,
+    /// Transcode this Opus packet; its AAC frames come back as `Input::Aac`.
+    Transcode(OpusPacket),
+}
+
+/// An audio packet on the track's extended 48 kHz RTP clock, for `aac::OpusToAac::push`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpusPacket {
+    pub rtp: i64,
+    pub payload: Bytes,
+    pub arrived: Instant,
 }
 
 /// Counters for the session's status and metrics.
@@ -118,8 +137,6 @@ pub struct MediaCore {
     timeline: Timeline,
     frames: FrameAssembler,
     video: H264Track,
-    audio: Option<OpusToAac>,
-    audio_config: Option<Bytes>,
     format: Option<VideoFormat>,
     /// A changed AVC sequence header, sent right before the keyframe that uses it.
     pending_video_header: Option<Bytes>,
@@ -132,7 +149,6 @@ pub struct MediaCore {
     outputs: VecDeque<Output>,
     stats: CoreStats,
     scratch_video: Vec<VideoOutput>,
-    scratch_audio: Vec<AacFrame>,
     /// When recent Opus packets arrived, by their first sample: an AAC frame's latency counts
     /// from the arrival of its first sample, not of the packet that completed it.
     audio_arrivals: VecDeque<(i64, Instant)>,
@@ -148,14 +164,11 @@ const MIN_AUDIO_STEP_MS: u32 = (aac::AAC_FRAME_SAMPLES as u32 * 1000) / aac::SAM
 const MAX_PENDING_PACKETS: usize = 1024;
 
 impl MediaCore {
-    pub fn new(config: CoreConfig) -> Result<Self, TranscodeError> {
-        let audio = if config.has_audio { Some(OpusToAac::new(config.aac_bitrate)?) } else { None };
-        Ok(Self {
+    pub fn new(config: CoreConfig) -> Self {
+        Self {
             timeline: Timeline::new(),
             frames: FrameAssembler::new(config.reorder_wait, MAX_PENDING_PACKETS),
             video: H264Track::new(),
-            audio_config: audio.as_ref().map(OpusToAac::audio_specific_config),
-            audio,
             format: None,
             pending_video_header: None,
             start: None,
@@ -166,10 +179,9 @@ impl MediaCore {
             outputs: VecDeque::new(),
             stats: CoreStats::default(),
             scratch_video: Vec::new(),
-            scratch_audio: Vec::new(),
             audio_arrivals: VecDeque::with_capacity(AUDIO_ARRIVALS_KEPT),
             config,
-        })
+        }
     }
 
     pub fn stats(&self) -> CoreStats {
@@ -185,6 +197,7 @@ impl MediaCore {
                 self.take_assembled(now, assembled);
             }
             Input::Audio(packet) => self.push_audio(now, packet),
+            Input::Aac(frames) => self.take_aac(now, frames),
             Input::SenderReport { track, ntp, rtp } => self.timeline.sender_report(track, ntp, rtp),
             Input::Tick => {
                 let assembled = self.frames.poll(now);
@@ -265,8 +278,8 @@ impl MediaCore {
                     }
                     self.start = Some(position);
                     self.push_metadata(now);
-                    if let Some(config) = &self.audio_config {
-                        let body = flv::aac_sequence_header(config);
+                    if let Some(audio) = &self.config.audio {
+                        let body = flv::aac_sequence_header(&audio.specific_config);
                         self.push_tag(TagKind::Audio, 0, body, true, false, now);
                     }
                 }
@@ -291,16 +304,21 @@ impl MediaCore {
 
     fn push_audio(&mut self, now: Instant, packet: &RtpPacket) {
         let rtp = self.timeline.extend(Track::Audio, now, packet.timestamp);
-        let Some(transcoder) = self.audio.as_mut() else { return };
+        if self.config.audio.is_none() {
+            return;
+        }
         if self.audio_arrivals.len() == AUDIO_ARRIVALS_KEPT {
             self.audio_arrivals.pop_front();
         }
         self.audio_arrivals.push_back((rtp, now));
-        let mut frames = std::mem::take(&mut self.scratch_audio);
-        if let Err(e) = transcoder.push(now, rtp, &packet.payload, &mut frames) {
-            tracing::warn!(error = %e, "audio transcode failed; frame dropped");
+        self.outputs.push_back(Output::Transcode(OpusPacket { rtp, payload: packet.payload.clone(), arrived: now }));
+    }
+
+    fn take_aac(&mut self, now: Instant, frames: &[AacFrame]) {
+        if self.config.audio.is_none() {
+            return;
         }
-        for frame in frames.drain(..) {
+        for frame in frames {
             let Some(start) = self.start else { continue };
             let Some(position) = self.timeline.micros(Track::Audio, frame.rtp) else { continue };
             if position < start {
@@ -324,7 +342,6 @@ impl MediaCore {
                 .map_or(now, |(_, at)| *at);
             self.push_tag(TagKind::Audio, ms, flv::aac_frame(&frame.data), false, false, first_sample_arrived);
         }
-        self.scratch_audio = frames;
     }
 
     /// Milliseconds since FLV time zero, never before the track's last one (the caller makes
@@ -341,7 +358,11 @@ impl MediaCore {
 
     fn push_metadata(&mut self, now: Instant) {
         let Some(video) = self.format else { return };
-        let info = StreamInfo { video, has_audio: self.audio.is_some(), audio_bitrate: self.config.aac_bitrate };
+        let info = StreamInfo {
+            video,
+            has_audio: self.config.audio.is_some(),
+            audio_bitrate: self.config.audio.as_ref().map_or(0, |audio| audio.bitrate),
+        };
         let tag = Tag {
             kind: TagKind::Metadata,
             timestamp_ms: self.last_video_ms,
@@ -394,12 +415,26 @@ mod tests {
             .collect()
     }
 
-    fn tags(core: &mut MediaCore) -> (Vec<Tag>, usize) {
-        let (mut tags, mut requests) = (Vec::new(), 0);
+    /// A core with audio, and the transcoder a session would run for it.
+    fn core_with_audio() -> (MediaCore, aac::OpusToAac) {
+        let transcoder = aac::OpusToAac::new(128_000).expect("transcoder");
+        (MediaCore::new(CoreConfig { audio: Some(transcoder.track()), ..CoreConfig::default() }), transcoder)
+    }
+
+    /// Drains the core; its Opus packets are transcoded inline (a session does it on its audio
+    /// thread) and fed back.
+    fn tags(core: &mut MediaCore, mut transcoder: Option<&mut aac::OpusToAac>) -> (Vec<Tag>, usize) {
+        let (mut tags, mut requests, mut frames) = (Vec::new(), 0, Vec::new());
         while let Some(output) = core.poll_output() {
             match output {
                 Output::Tag(tag) => tags.push(tag),
                 Output::RequestKeyframe => requests += 1,
+                Output::Transcode(packet) => {
+                    let transcoder = transcoder.as_deref_mut().expect("no audio packet without an audio track");
+                    transcoder.push(packet.arrived, packet.rtp, &packet.payload, &mut frames).expect("transcode");
+                    core.handle_input(packet.arrived, Input::Aac(&frames));
+                    frames.clear();
+                }
             }
         }
         (tags, requests)
@@ -408,19 +443,19 @@ mod tests {
     #[test]
     fn the_stream_opens_with_metadata_and_headers_then_the_keyframe() {
         let t0 = Instant::now();
-        let mut core = MediaCore::new(CoreConfig::default()).expect("core");
+        let (mut core, mut transcoder) = core_with_audio();
         let mut seq = 100;
         // A delta frame first: dropped, and a keyframe is asked for at once.
         for p in video_frame(&mut seq, 0, false) {
             core.handle_input(t0, Input::Video(&p));
         }
-        let (out, requests) = tags(&mut core);
+        let (out, requests) = tags(&mut core, Some(&mut transcoder));
         assert!(out.is_empty());
         assert_eq!(requests, 1);
         for p in video_frame(&mut seq, 3000, true) {
             core.handle_input(t0 + Duration::from_millis(33), Input::Video(&p));
         }
-        let (out, _) = tags(&mut core);
+        let (out, _) = tags(&mut core, Some(&mut transcoder));
         let kinds: Vec<(TagKind, bool)> = out.iter().map(|t| (t.kind, t.is_header)).collect();
         assert_eq!(kinds, vec![(TagKind::Metadata, true), (TagKind::Audio, true), (TagKind::Video, true), (TagKind::Video, false)]);
         let info = out[0].info.expect("metadata");
@@ -432,7 +467,7 @@ mod tests {
     #[test]
     fn timestamps_follow_the_rtp_clock_and_keyframes_are_requested_every_interval() {
         let t0 = Instant::now();
-        let mut core = MediaCore::new(CoreConfig { has_audio: false, ..CoreConfig::default() }).expect("core");
+        let mut core = MediaCore::new(CoreConfig::default());
         let mut seq = 65530; // wraps during the test
         let mut video_ms = Vec::new();
         let mut requests = 0;
@@ -442,7 +477,7 @@ mod tests {
                 core.handle_input(now, Input::Video(&p));
             }
             core.handle_input(now, Input::Tick);
-            let (out, r) = tags(&mut core);
+            let (out, r) = tags(&mut core, None);
             requests += r;
             video_ms.extend(out.iter().filter(|t| t.kind == TagKind::Video && !t.is_header).map(|t| t.timestamp_ms));
         }
@@ -458,7 +493,7 @@ mod tests {
     #[test]
     fn a_sender_report_moving_audio_back_never_makes_audio_tags_overlap() {
         let t0 = Instant::now();
-        let mut core = MediaCore::new(CoreConfig::default()).expect("core");
+        let (mut core, mut transcoder) = core_with_audio();
         let mut seq = 0;
         for p in video_frame(&mut seq, 0, true) {
             core.handle_input(t0, Input::Video(&p));
@@ -476,7 +511,7 @@ mod tests {
                 core.handle_input(now, Input::SenderReport { track: Track::Video, ntp, rtp: 0 });
                 core.handle_input(now, Input::SenderReport { track: Track::Audio, ntp: ntp + (996u64 << 32) / 1000, rtp: 48_000 });
             }
-            let (out, _) = tags(&mut core);
+            let (out, _) = tags(&mut core, Some(&mut transcoder));
             audio_ms.extend(out.iter().filter(|t| t.kind == TagKind::Audio && !t.is_header).map(|t| t.timestamp_ms));
         }
         assert!(audio_ms.len() > 100, "{} audio tags", audio_ms.len());
