@@ -118,6 +118,22 @@ async fn an_answered_offer_that_never_connects_never_goes_live_at_the_ingest() {
     probe(&ingest.finished().await).assert_good(1280, 720, 4.0);
 }
 
+/// Waits until the relay's sent bytes have not grown for 1.5 s: its writes are blocked.
+async fn writes_block(relay: &Relay, limit: Duration) -> bool {
+    let started = std::time::Instant::now();
+    let (mut sent, mut flat_since) = (0.0, started);
+    while started.elapsed() < limit {
+        let now = relay.metric("ivs_relay_ingest_sent_bytes_total").await;
+        if now != sent {
+            (sent, flat_since) = (now, std::time::Instant::now());
+        } else if flat_since.elapsed() > Duration::from_millis(1500) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn control_messages_while_publishing_never_corrupt_what_the_ingest_records() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -133,15 +149,27 @@ async fn control_messages_while_publishing_never_corrupt_what_the_ingest_records
     .await;
     let relay = Relay::start(dir.path(), &["--destination", &ingest.url("key")]).await;
     let publisher = Publisher::start(&relay.whip("cam1"), 60.0, &[]).await.expect("accepted");
+    // Mid-stream the ingest stops reading until the relay's writes block (its sent bytes stop
+    // growing), then reads again: while the backlog drains, every write waits, tags are always
+    // ready, and the pings start again: a reply being written must survive the next tag.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    ingest.control.hold.store(true, Ordering::Relaxed);
+    let blocked = writes_block(&relay, Duration::from_secs(25)).await;
+    ingest.control.hold.store(false, Ordering::Relaxed);
+    assert!(blocked, "the relay's writes never blocked on an ingest that stopped reading");
     publisher.finish().await;
     let written = wait_until(Duration::from_secs(15), || async { out.exists() }).await;
     assert!(written.is_some(), "the ingest never finished its recording; relay log:\n{}", relay.log());
     assert_eq!(ingest.connections.load(Ordering::SeqCst), 1, "the relay had to reconnect; relay log:\n{}", relay.log());
     // Every reply reached the ingest whole: a ping response or acknowledgement dropped half-way
     // (or whole: the next one's header is compressed against it) would garble chunk stream 2.
-    let (pings, pongs, acks) =
-        (ingest.control.pings_sent.load(Ordering::Relaxed), ingest.control.pongs.load(Ordering::Relaxed), ingest.control.acks.load(Ordering::Relaxed));
+    let (pings, pongs, acks) = (
+        ingest.control.pings_sent.load(Ordering::Relaxed),
+        ingest.control.pongs.load(Ordering::Relaxed),
+        ingest.control.acks.load(Ordering::Relaxed),
+    );
     assert!(pings > 5000 && acks > 1000, "{pings} pings sent, {acks} acknowledgements received: the ingest did not pelt the relay");
+    println!("control flood: {pings} pings, {pongs} answered, {acks} acknowledgements");
     assert!(pongs + 50 >= pings, "{pings} pings but only {pongs} ping responses: the relay lost replies");
     let decode =
         std::process::Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&out).args(["-f", "null", "-"]).output().expect("ffmpeg");

@@ -53,11 +53,11 @@ pub fn with_candidates(offer: &str, addresses: &[std::net::SocketAddr]) -> Strin
     out
 }
 
-/// One whole session as a publisher makes it, without media: offer, POST, answer, ICE and
+/// One whole session as a publisher makes it (video and audio tracks), without media: offer, POST, answer, ICE and
 /// DTLS up, then DELETE. Returns once the relay has answered the DELETE.
 pub async fn connect_and_delete(url: &str) -> Result<(), String> {
     use std::sync::Arc;
-    use webrtc::api::media_engine::MIME_TYPE_H264;
+    use webrtc::api::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
     use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
     use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
     use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
@@ -78,6 +78,13 @@ pub async fn connect_and_delete(url: &str) -> Result<(), String> {
         "churn".to_owned(),
     ));
     pc.add_track(track).await.map_err(|e| e.to_string())?;
+    // With audio, so that each session also starts (and must end) its audio thread.
+    let audio = Arc::new(TrackLocalStaticSample::new(
+        RTCRtpCodecCapability { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48_000, channels: 2, ..Default::default() },
+        "audio".to_owned(),
+        "churn".to_owned(),
+    ));
+    pc.add_track(audio).await.map_err(|e| e.to_string())?;
     let (connected_tx, mut connected) = tokio::sync::watch::channel(RTCPeerConnectionState::New);
     pc.on_peer_connection_state_change(Box::new(move |state| {
         let _ = connected_tx.send(state);

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -13,9 +13,12 @@ use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent,
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The control traffic of a `Record` ingest, over all its connections.
+/// The control traffic of a `Record` ingest, over all its connections, and a switch for it.
 #[derive(Debug, Default)]
 pub struct ControlCounts {
+    /// While set, the ingest neither reads nor pings: the publisher's writes fill the kernel's
+    /// buffers and then block.
+    pub hold: AtomicBool,
     pub pings_sent: AtomicUsize,
     /// Ping responses from the publisher.
     pub pongs: AtomicUsize,
@@ -56,8 +59,9 @@ impl Drop for TestIngest {
 impl TestIngest {
     pub async fn start(behaviour: Behaviour) -> TestIngest {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        if matches!(behaviour, Behaviour::Stall) {
-            // Accepted sockets inherit it: a receive window of a few KiB.
+        if matches!(behaviour, Behaviour::Stall | Behaviour::Record { .. }) {
+            // Accepted sockets inherit it: a receive window of a few KiB, so that the
+            // publisher's writes wait on our reads.
             socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         }
         socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
@@ -159,6 +163,10 @@ async fn serve_publish(
                     ServerSessionResult::UnhandleableMessageReceived(_) => {}
                 }
             }
+        }
+        if counts.hold.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         }
         tokio::select! {
             read = socket.read(&mut buf) => {
