@@ -51,7 +51,8 @@ fi
 # wrapper it only sees our crates. CLIPPY_ARGS is how `cargo clippy` hands the driver its flags.
 # Every cargo command below carries the same wrapper, so none rebuilds what another built.
 export RUSTC_WORKSPACE_WRAPPER
-RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
+RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)"
+[ -x "$RUSTC_WORKSPACE_WRAPPER" ] || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 log "format"
 cargo fmt --all -- --check

@@ -35,6 +35,8 @@ const MEDIA_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the sinks get to end their RTMP streams cleanly when a session ends; then they are
 /// aborted.
 const SINK_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Room for one RTP packet as read off a track: the `webrtc` crate's receive MTU (1460) and more.
+const RTP_BUFFER: usize = 1500;
 /// How long answering waits for ICE candidates to be gathered (host candidates: instant).
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -279,7 +281,10 @@ fn watch_tracks(pc: &RTCPeerConnection, events: mpsc::Sender<TrackEvent>) {
                 }
             });
             tokio::spawn(async move {
-                while let Ok((packet, _)) = track.read_rtp().await {
+                // One buffer for the track's life (`read_rtp` allocates one per packet); the
+                // packet's payload is copied out of it.
+                let mut buf = vec![0u8; RTP_BUFFER];
+                while let Ok((packet, _)) = track.read(&mut buf).await {
                     if events.send(TrackEvent::Rtp(kind, packet, Instant::now())).await.is_err() {
                         return;
                     }
