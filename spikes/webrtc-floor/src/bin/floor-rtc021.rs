@@ -1,0 +1,301 @@
+//! The floor of the sans-IO stack: `rtc` 0.21 peer connections, every session on one UDP
+//! socket read by one thread of ours — no task, lock or channel per packet. A datagram goes to
+//! its session by source address, or, from an address not seen yet, by the first half of its
+//! STUN USERNAME (our ICE ufrag); each session's timers are one deadline the loop keeps.
+//! Nothing is done with the media but counting it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use webrtc_floor::{Counters, Engine};
+
+enum Command {
+    Offer { sdp: String, reply: oneshot::Sender<anyhow::Result<(String, u64)>> },
+    Close(u64),
+}
+
+struct FloorRtc {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Engine for FloorRtc {
+    async fn answer(&self, sdp: String) -> anyhow::Result<(String, u64)> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Offer { sdp, reply }).map_err(|_| anyhow::anyhow!("media thread gone"))?;
+        answer.await?
+    }
+
+    fn close(&self, session: u64) {
+        let _ = self.commands.send(Command::Close(session));
+    }
+}
+
+fn codecs() -> anyhow::Result<MediaEngine> {
+    let mut engine = MediaEngine::default();
+    for (payload_type, profile) in [(102, "42e01f"), (108, "42001f"), (127, "4d001f"), (123, "640032")] {
+        let rtp_codec = RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"),
+            rtcp_feedback: vec![],
+        };
+        engine.register_codec(RTCRtpCodecParameters { rtp_codec, payload_type, ..Default::default() }, RtpCodecKind::Video)?;
+    }
+    let rtp_codec = RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    };
+    engine.register_codec(RTCRtpCodecParameters { rtp_codec, payload_type: 111, ..Default::default() }, RtpCodecKind::Audio)?;
+    Ok(engine)
+}
+
+/// A peer connection that has answered `offer`, with its answer and its ICE ufrag.
+fn answer(offer: String, local: SocketAddr) -> anyhow::Result<(RTCPeerConnection, String, String)> {
+    let mut engine = codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+    let settings = SettingEngineBuilder::new().with_answering_dtls_role(RTCDtlsRole::Server).build();
+    let now = Instant::now();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_setting_engine(settings)
+        .with_media_engine(engine)
+        .with_interceptor_registry(registry)
+        .build(now)?;
+    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+        pc.add_transceiver_from_kind(kind, Some(init))?;
+    }
+    pc.set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
+    let host = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: local.ip().to_string(),
+            port: local.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
+    let answer = pc.create_answer(None)?;
+    pc.set_local_description(now, answer.clone())?;
+    let ufrag = answer.sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).context("answer without ice-ufrag")?.trim().to_owned();
+    Ok((pc, answer.sdp, ufrag))
+}
+
+/// The USERNAME of a STUN message ("ours:theirs" in a check sent to us), if it is one.
+fn stun_username(datagram: &[u8]) -> Option<&str> {
+    const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    const USERNAME: u16 = 0x0006;
+    if datagram.len() < 20 || datagram[0] >= 0x40 || datagram[4..8] != MAGIC_COOKIE {
+        return None;
+    }
+    let mut rest = &datagram[20..];
+    while rest.len() >= 4 {
+        let kind = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        let value = rest.get(4..4 + len)?;
+        if kind == USERNAME {
+            return std::str::from_utf8(value).ok();
+        }
+        rest = rest.get((4 + len).next_multiple_of(4)..)?;
+    }
+    None
+}
+
+struct Session {
+    pc: RTCPeerConnection,
+    deadline: Option<Instant>,
+    connected: bool,
+    ended: bool,
+}
+
+impl Session {
+    /// Sends what the peer connection wrote, takes its events and media, and keeps its next
+    /// deadline.
+    fn drain(&mut self, socket: &UdpSocket, counters: &Counters) {
+        while let Some(datagram) = self.pc.poll_write() {
+            // Loopback never fills the send buffer here; a full one loses the datagram, as
+            // the network would.
+            let _ = socket.try_send_to(&datagram.message, datagram.transport.peer_addr);
+        }
+        while let Some(event) = self.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
+                match state {
+                    RTCPeerConnectionState::Connected if !self.connected => {
+                        self.connected = true;
+                        counters.live.fetch_add(1, Ordering::Relaxed);
+                    }
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => self.ended = true,
+                    _ => {}
+                }
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            if let RTCMessage::RtpPacket(_, packet) = message {
+                counters.received(packet.payload.len());
+            }
+        }
+        self.deadline = self.pc.poll_timeout();
+    }
+}
+
+struct Media {
+    socket: UdpSocket,
+    local: SocketAddr,
+    counters: Arc<Counters>,
+    sessions: HashMap<u64, Session>,
+    by_address: HashMap<SocketAddr, u64>,
+    by_ufrag: HashMap<String, u64>,
+    next_id: u64,
+}
+
+impl Media {
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Offer { sdp, reply } => {
+                let answered = answer(sdp, self.local).map(|(pc, answer, ufrag)| {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let mut session = Session { pc, deadline: None, connected: false, ended: false };
+                    session.drain(&self.socket, &self.counters);
+                    self.sessions.insert(id, session);
+                    self.by_ufrag.insert(ufrag, id);
+                    (answer, id)
+                });
+                let _ = reply.send(answered);
+            }
+            Command::Close(id) => {
+                if let Some(session) = self.sessions.get_mut(&id) {
+                    let _ = session.pc.close();
+                    session.drain(&self.socket, &self.counters);
+                    session.ended = true;
+                }
+            }
+        }
+    }
+
+    fn datagram(&mut self, datagram: &[u8], from: SocketAddr) {
+        let id = match self.by_address.get(&from) {
+            Some(id) => *id,
+            None => {
+                let ufrag = stun_username(datagram).and_then(|u| u.split(':').next());
+                let Some(id) = ufrag.and_then(|u| self.by_ufrag.get(u)).copied() else { return };
+                self.by_address.insert(from, id);
+                id
+            }
+        };
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let transport = TransportContext { local_addr: self.local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP };
+        // A datagram the stack cannot use (say, media before DTLS is up) costs only itself.
+        let _ = session.pc.handle_read(TaggedBytesMut { now: Instant::now(), transport, message: BytesMut::from(datagram) });
+        session.drain(&self.socket, &self.counters);
+    }
+
+    fn timeouts(&mut self) {
+        let now = Instant::now();
+        for session in self.sessions.values_mut() {
+            if session.deadline.is_some_and(|d| d <= now) {
+                let _ = session.pc.handle_timeout(now);
+                session.drain(&self.socket, &self.counters);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        self.sessions.values().filter_map(|s| s.deadline).min().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    fn reap(&mut self) {
+        let ended: Vec<u64> = self.sessions.iter().filter(|(_, s)| s.ended).map(|(id, _)| *id).collect();
+        for id in ended {
+            if let Some(session) = self.sessions.remove(&id)
+                && session.connected
+            {
+                self.counters.live.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.by_address.retain(|_, s| *s != id);
+            self.by_ufrag.retain(|_, s| *s != id);
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut buf = vec![0u8; 2048];
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        loop {
+            timer.as_mut().reset(self.next_deadline().into());
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => return,
+                },
+                readable = self.socket.readable() => {
+                    if readable.is_err() {
+                        return;
+                    }
+                    // Everything queued, before the loop turns again.
+                    while let Ok((n, from)) = self.socket.try_recv_from(&mut buf) {
+                        self.datagram(&buf[..n], from);
+                    }
+                }
+                () = &mut timer => self.timeouts(),
+            }
+            self.reap();
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let ports = webrtc_floor::ports()?;
+    let counters = Arc::new(Counters::default());
+    let (commands, receiver) = mpsc::unbounded_channel();
+    let socket = std::net::UdpSocket::bind(ports.udp).with_context(|| format!("bind {}", ports.udp))?;
+    socket.set_nonblocking(true)?;
+    let media_counters = counters.clone();
+    std::thread::Builder::new().name("media".into()).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async move {
+            let socket = UdpSocket::from_std(socket)?;
+            let media = Media {
+                local: socket.local_addr()?,
+                socket,
+                counters: media_counters,
+                sessions: HashMap::new(),
+                by_address: HashMap::new(),
+                by_ufrag: HashMap::new(),
+                next_id: 1,
+            };
+            media.run(receiver).await;
+            anyhow::Ok(())
+        })
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(webrtc_floor::serve(ports.http, FloorRtc { commands }, counters))
+}
