@@ -19,6 +19,8 @@ pub struct Counters {
     pub live: AtomicI64,
     /// RTP payload bytes taken from publishers.
     pub rtp_bytes: AtomicU64,
+    /// FLV tags made (with the media core only): that the media work really ran.
+    pub tags: AtomicU64,
 }
 
 impl Counters {
@@ -87,8 +89,9 @@ async fn end<E: Engine>(State(app): State<Arc<App<E>>>, Path((_, session)): Path
 
 async fn metrics<E: Engine>(State(app): State<Arc<App<E>>>) -> String {
     format!(
-        "ivs_relay_sessions {}\nivs_relay_rtp_received_bytes_total {}\n",
+        "ivs_relay_sessions {}\nivs_relay_rtp_received_bytes_total {}\nfloor_flv_tags_total {}\n",
         app.counters.live.load(Ordering::Relaxed),
-        app.counters.rtp_bytes.load(Ordering::Relaxed)
+        app.counters.rtp_bytes.load(Ordering::Relaxed),
+        app.counters.tags.load(Ordering::Relaxed)
     )
 }

@@ -2,7 +2,9 @@
 //! socket read by one thread of ours — no task, lock or channel per packet. A datagram goes to
 //! its session by source address, or, from an address not seen yet, by the first half of its
 //! STUN USERNAME (our ICE ufrag); each session's timers are one deadline the loop keeps.
-//! Nothing is done with the media but counting it.
+//! Nothing is done with the media but counting it — or, with `FLOOR_MEDIA_CORE=1` in its environment, what the relay
+//! does with it up to the sink: the relay's own `MediaCore` (reordering, H.264 access units,
+//! FLV tags, the timeline) and Opus → AAC, inline on the same thread; the tags are dropped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::BytesMut;
+use ivs_relay::media::aac::{AacFrame, OpusToAac};
+use ivs_relay::media::rtp::RtpPacket;
+use ivs_relay::media::{CoreConfig, Input, MediaCore, Output};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
@@ -29,6 +34,62 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use webrtc_floor::{Counters, Engine};
+
+/// Opus's payload type in our answer; everything else is H.264.
+const OPUS: u8 = 111;
+
+/// The relay's media work for one session, done where the packets are read.
+struct Core {
+    media: MediaCore,
+    transcoder: OpusToAac,
+    frames: Vec<AacFrame>,
+}
+
+impl Core {
+    fn new() -> anyhow::Result<Self> {
+        let transcoder = OpusToAac::new(128_000)?;
+        let media = MediaCore::new(CoreConfig { audio: Some(transcoder.track()), ..CoreConfig::default() });
+        Ok(Self { media, transcoder, frames: Vec::new() })
+    }
+
+    fn take(&mut self, now: Instant, packet: rtc::rtp::packet::Packet, counters: &Counters) {
+        let rtp = RtpPacket {
+            sequence_number: packet.header.sequence_number,
+            timestamp: packet.header.timestamp,
+            marker: packet.header.marker,
+            payload: packet.payload,
+        };
+        let input = if packet.header.payload_type == OPUS { Input::Audio(&rtp) } else { Input::Video(&rtp) };
+        self.media.handle_input(now, input);
+        self.run(counters);
+    }
+
+    fn run(&mut self, counters: &Counters) {
+        while let Some(output) = self.media.poll_output() {
+            // Tags are counted and dropped, keyframe requests ignored: the sink is not what is
+            // measured.
+            match output {
+                Output::Transcode(opus) => {
+                    self.frames.clear();
+                    if self.transcoder.push(opus.arrived, opus.rtp, &opus.payload, &mut self.frames).is_ok() {
+                        self.media.handle_input(opus.arrived, Input::Aac(&self.frames));
+                    }
+                }
+                Output::Tag(_) => {
+                    counters.tags.fetch_add(1, Ordering::Relaxed);
+                }
+                Output::RequestKeyframe => {}
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant, counters: &Counters) {
+        if self.media.next_wake().is_some_and(|at| at <= now) {
+            self.media.handle_input(now, Input::Tick);
+            self.run(counters);
+        }
+    }
+}
 
 enum Command {
     Offer { sdp: String, reply: oneshot::Sender<anyhow::Result<(String, u64)>> },
@@ -130,6 +191,7 @@ fn stun_username(datagram: &[u8]) -> Option<&str> {
 
 struct Session {
     pc: RTCPeerConnection,
+    core: Option<Core>,
     deadline: Option<Instant>,
     connected: bool,
     ended: bool,
@@ -156,16 +218,25 @@ impl Session {
                 }
             }
         }
+        let now = Instant::now();
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
             if let RTCMessage::RtpPacket(_, packet) = message {
                 counters.received(packet.payload.len());
+                if let Some(core) = &mut self.core {
+                    core.take(now, packet, counters);
+                }
             }
         }
-        self.deadline = self.pc.poll_timeout();
+        let core_wake = self.core.as_mut().and_then(|core| {
+            core.tick(now, counters);
+            core.media.next_wake()
+        });
+        self.deadline = [self.pc.poll_timeout(), core_wake].into_iter().flatten().min();
     }
 }
 
 struct Media {
+    with_core: bool,
     socket: UdpSocket,
     local: SocketAddr,
     counters: Arc<Counters>,
@@ -179,10 +250,11 @@ impl Media {
     fn command(&mut self, command: Command) {
         match command {
             Command::Offer { sdp, reply } => {
-                let answered = answer(sdp, self.local).map(|(pc, answer, ufrag)| {
+                let core = if self.with_core { Core::new().map(Some) } else { Ok(None) };
+                let answered = core.and_then(|core| Ok((core, answer(sdp, self.local)?))).map(|(core, (pc, answer, ufrag))| {
                     let id = self.next_id;
                     self.next_id += 1;
-                    let mut session = Session { pc, deadline: None, connected: false, ended: false };
+                    let mut session = Session { pc, core, deadline: None, connected: false, ended: false };
                     session.drain(&self.socket, &self.counters);
                     self.sessions.insert(id, session);
                     self.by_ufrag.insert(ufrag, id);
@@ -221,6 +293,8 @@ impl Media {
         let now = Instant::now();
         for session in self.sessions.values_mut() {
             if session.deadline.is_some_and(|d| d <= now) {
+                // The deadline may be the core's, not the peer connection's: a timeout that
+                // is not due yet is a no-op for it.
                 let _ = session.pc.handle_timeout(now);
                 session.drain(&self.socket, &self.counters);
             }
@@ -284,6 +358,7 @@ fn main() -> anyhow::Result<()> {
         runtime.block_on(async move {
             let socket = UdpSocket::from_std(socket)?;
             let media = Media {
+                with_core: std::env::var_os("FLOOR_MEDIA_CORE").is_some(),
                 local: socket.local_addr()?,
                 socket,
                 counters: media_counters,
