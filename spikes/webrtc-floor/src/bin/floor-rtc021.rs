@@ -237,6 +237,10 @@ impl Session {
 
 struct Media {
     with_core: bool,
+    /// With `FLOOR_PACE_MS=N`: after draining the socket, wait N ms before looking again, so the
+    /// thread wakes at most 1000/N times a second for media instead of once per datagram
+    /// (the kernel's buffer holds what arrives meanwhile; it costs up to N ms of latency).
+    pace: Option<Duration>,
     socket: UdpSocket,
     local: SocketAddr,
     counters: Arc<Counters>,
@@ -338,6 +342,9 @@ impl Media {
                     while let Ok((n, from)) = self.socket.try_recv_from(&mut buf) {
                         self.datagram(&buf[..n], from);
                     }
+                    if let Some(pace) = self.pace {
+                        tokio::time::sleep(pace).await;
+                    }
                 }
                 () = &mut timer => self.timeouts(),
             }
@@ -359,6 +366,7 @@ fn main() -> anyhow::Result<()> {
             let socket = UdpSocket::from_std(socket)?;
             let media = Media {
                 with_core: std::env::var_os("FLOOR_MEDIA_CORE").is_some(),
+                pace: std::env::var("FLOOR_PACE_MS").ok().and_then(|ms| ms.parse().ok()).map(Duration::from_millis),
                 local: socket.local_addr()?,
                 socket,
                 counters: media_counters,
