@@ -104,7 +104,7 @@ async fn an_agent_that_refuses_is_asked_again_and_the_session_is_unharmed() {
 #[tokio::test]
 async fn sigterm_drains_new_sessions_refused_live_ones_kept_until_the_drain_time() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let relay = Relay::start_deployed(dir.path(), &["--destination", "file://./recordings/{stream}.flv", "--drain-seconds", "4"]).await;
+    let relay = Relay::start_deployed(dir.path(), &["--destination", "file://./recordings/{stream}.flv", "--drain-seconds", "6"]).await;
     let mut publisher = Publisher::start(&relay.whip("cam1"), 30.0, &[]).await.expect("session accepted");
     let live = || async { publisher.status().await.is_some_and(|s| s["state"] == "live") };
     assert!(wait_until(Duration::from_secs(5), live).await.is_some());
@@ -137,6 +137,8 @@ async fn sigterm_drains_new_sessions_refused_live_ones_kept_until_the_drain_time
     let recording = std::fs::read_dir(dir.path().join("recordings")).expect("recordings").flatten().next().expect("one recording");
     let recording = probe(&recording.path());
     assert_eq!(recording.video_codec.as_deref(), Some("h264"));
-    // About 1 s live before the signal and 4 s of draining, then a clean end.
-    assert!((4.0..8.0).contains(&recording.duration), "recorded {} s", recording.duration);
+    // About 1 s live before the signal and 6 s of draining, then a clean end. (The checks
+    // between the signal and the end take up to ~4.5 s on a busy machine: with 4 s of draining
+    // the session was once gone before the last one.)
+    assert!((6.0..10.0).contains(&recording.duration), "recorded {} s", recording.duration);
 }
