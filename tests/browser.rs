@@ -243,7 +243,10 @@ async fn the_studio_switches_camera_screen_and_overlay_on_one_session_with_the_c
     assert_eq!((recording.width, recording.height), (1280, 720));
     assert_eq!(recording.audio_codec.as_deref(), Some("aac"));
     recording.assert_monotonic();
-    recording.assert_continuous(0.5);
+    // From 1.5 s on, before the first switch at 3 s: a busy CI machine's software-rendered
+    // Chromium sometimes pauses 0.5-0.9 s right after its first frames (seen at 0.64 s into the
+    // recording), which is the browser starting, not what switching costs.
+    recording.assert_continuous_from(1.5, 0.5);
     let (fps, _) = recording.video_rate_over_last(4.0);
     assert!(fps >= 25.0, "the overlay reached the ingest at {fps:.1} fps");
 

@@ -78,9 +78,16 @@ impl Probe {
 
     /// No gap in either track longer than `max_gap` seconds: nothing was lost on the way.
     pub fn assert_continuous(&self, max_gap: f64) {
+        self.assert_continuous_from(f64::NEG_INFINITY, max_gap);
+    }
+
+    /// The same, for what starts at `from` seconds or later.
+    pub fn assert_continuous_from(&self, from: f64, max_gap: f64) {
         // The longest gap and where it starts: a gap at a switch and one at the start (a
         // browser still warming up) have different causes.
-        let gaps = |pts: Vec<f64>| pts.windows(2).map(|p| (p[1] - p[0], p[0])).fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
+        let gaps = |pts: Vec<f64>| {
+            pts.windows(2).filter(|p| p[0] >= from).map(|p| (p[1] - p[0], p[0])).fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a })
+        };
         let (video, video_at) = gaps(self.video_packets.iter().map(|p| p.0).collect());
         let (audio, audio_at) = gaps(self.audio_pts.clone());
         assert!(
