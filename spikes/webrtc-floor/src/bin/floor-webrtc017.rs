@@ -3,7 +3,7 @@
 //! packet read into one reused buffer), and nothing done with the media.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -72,12 +72,19 @@ impl Engine for Floor017 {
             Box::pin(async {})
         }));
         let counters = self.counters.clone();
+        // Counted once while connected: `Failed` is followed by `Closed`, and a session may
+        // close without ever connecting.
+        let connected = AtomicBool::new(false);
         pc.on_peer_connection_state_change(Box::new(move |state| {
             match state {
-                RTCPeerConnectionState::Connected => counters.live.fetch_add(1, Ordering::Relaxed),
-                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => counters.live.fetch_sub(1, Ordering::Relaxed),
-                _ => 0,
-            };
+                RTCPeerConnectionState::Connected if !connected.swap(true, Ordering::Relaxed) => {
+                    counters.live.fetch_add(1, Ordering::Relaxed);
+                }
+                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed if connected.swap(false, Ordering::Relaxed) => {
+                    counters.live.fetch_sub(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
             Box::pin(async {})
         }));
         pc.set_remote_description(RTCSessionDescription::offer(offer)?).await?;
