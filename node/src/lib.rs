@@ -7,9 +7,12 @@
 //! * `destination` — where a session publishes; parsing, redaction, and what clients may choose.
 //! * `address` — which IP addresses a client may make the relay reach (ingests, ICE).
 //! * `ice` — filtering an offer's ICE candidates by that rule.
+//! * `peer` — answering an offer: a sans-IO `rtc` peer connection set up for publishing.
+//! * `transport` — the media thread: every session's WebRTC traffic on one UDP socket.
+//! * `stun` — the relay's public address, from STUN servers.
 //! * `dns` — host names resolved in Rust (the static binary runs with no C resolver).
 //! * `sink` — writing tags out: RTMP/RTMPS with reconnects, or an FLV file.
-//! * `session` — one publisher: the WebRTC peer, the core and the sink, and their lifecycle.
+//! * `session` — one publisher: its peer link, the core and the sinks, and their lifecycle.
 //! * `whip` — the HTTP surface (RFC 9725), the web app, health and metrics.
 //! * `guard` — what a WHIP request passes first: origin, token, rate, body deadline; CORS.
 //! * `connections` — the cap on open HTTP connections.
@@ -34,7 +37,9 @@ pub mod relay;
 pub mod server;
 pub mod session;
 pub mod sink;
+pub mod stun;
 pub mod status;
 pub mod transcoder;
+pub mod transport;
 pub mod web;
 pub mod whip;

@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use thiserror::Error;
-use webrtc::sdp::SessionDescription;
+use rtc::sdp::SessionDescription;
 
 /// Largest offer accepted (bytes): real offers are 2–10 KiB.
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;

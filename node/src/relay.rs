@@ -1,4 +1,4 @@
-//! The relay's shared state: its settings, the WebRTC API, the open sessions, the stream names
+//! The relay's shared state: its settings, the media thread, the open sessions, the stream names
 //! they hold and the metrics. A stream name is held by a `Reservation` from the POST until its
 //! session has fully ended; dropping the reservation, on whatever path, frees the name.
 
@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::watch;
-use webrtc::api::API;
 
 use crate::config::RelayConfig;
 use crate::destination::Destination;
@@ -18,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::protection::ProtectionStatus;
 use crate::session::{Session, SessionError, SessionParams};
 use crate::status::{Origin, StatusReport};
+use crate::transport::Transport;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -37,7 +37,7 @@ pub struct Relay {
     pub(crate) post_rate: PostRateLimit,
     /// The web app's protections (its content security policy first), made once.
     pub(crate) page_headers: axum::http::HeaderMap,
-    api: API,
+    transport: Transport,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Streams with a session being set up or live: one publisher per stream.
     streams: Mutex<HashSet<String>>,
@@ -62,13 +62,13 @@ impl Drop for Reservation {
 }
 
 impl Relay {
-    pub fn new(config: RelayConfig, api: API) -> Self {
+    pub fn new(config: RelayConfig, transport: Transport) -> Self {
         Self {
             post_rate: PostRateLimit::per_minute(config.http_limits.posts_per_minute),
             page_headers: page_headers(config.playback_url.as_deref()),
             config,
             metrics: Arc::new(Metrics::new()),
-            api,
+            transport,
             sessions: Mutex::default(),
             streams: Mutex::default(),
             open: watch::Sender::new(0),
@@ -165,7 +165,7 @@ impl Relay {
             }
             drop(reservation); // the name goes last: a new session may start only after this one is gone
         };
-        Ok(Session::start(&self.api, offer, params, register, on_end).await?)
+        Ok(Session::start(&self.transport, offer, params, register, on_end).await?)
     }
 
     /// Stops taking sessions (`/healthz` says draining), lets the open ones go on for up to

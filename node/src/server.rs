@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::config::{HttpLimits, HttpSecurity, RelayConfig};
 use crate::connections::ConnectionLimit;
-use crate::peer::{self, IceSettings};
+use crate::transport::{IceSettings, Transport};
 use crate::relay::Relay;
 
 /// How long shutdown waits for sessions to end their RTMP streams.
@@ -46,7 +46,7 @@ impl Running {
 /// Binds everything; returns once the relay is listening.
 pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
     if config.public_ip.is_none() && !config.stun.is_empty() {
-        let ip = peer::discover_public_ip(&config.dns, &config.stun).await.context("--stun")?;
+        let ip = crate::stun::discover_public_ip(&config.dns, &config.stun).await.context("--stun")?;
         config.public_ip = Some(ip);
     }
     let loopback_only = config.listen.ip().is_loopback();
@@ -55,14 +55,14 @@ pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
         public_ip: config.public_ip,
         loopback_only,
     };
-    let api = peer::build_api(&ice).await?;
+    let transport = Transport::start(&ice)?;
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
     let http_addr = listener.local_addr()?;
     let security = config.http.clone();
     let limits = config.http_limits.clone();
     let protection = config.task_protection.clone();
-    let relay = Arc::new(Relay::new(config, api));
+    let relay = Arc::new(Relay::new(config, transport));
     if let Some(settings) = protection {
         tokio::spawn(crate::protection::maintain(settings, relay.watch_sessions(), relay.protection.clone()));
     }
@@ -159,7 +159,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Makes ring the process-wide rustls provider: with the AWS SDK in the same build, rustls has two
-/// providers compiled in and cannot pick one by itself (the `webrtc` crate relies on the default).
+/// providers compiled in and cannot pick one by itself (the `rtc` crates rely on the default).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
