@@ -102,6 +102,9 @@ pub fn answer(offer: String, candidates: &[SocketAddr]) -> Result<Answered, Nego
     let mut engine = codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)?
         .with(Slot::from(sender_reports::SLOT), sender_reports::SenderReportsToApplication::default());
+    // Offers say `actpass` (RFC 8842 §5.2 requires it): as the DTLS server the relay lets the
+    // publisher's ClientHello follow its first successful check at once, instead of sending
+    // one itself once ICE settles.
     let settings = SettingEngineBuilder::new()
         .with_answering_dtls_role(RTCDtlsRole::Server)
         .with_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_FAILED), Some(ICE_KEEPALIVE))
