@@ -1,15 +1,16 @@
 //! Which peer connection a datagram on the shared UDP socket belongs to. A publisher's first
-//! datagram is an ICE connectivity check whose STUN USERNAME begins with the ufrag of the answer
-//! we gave it; from then on its source address says whose it is. Checks are authenticated by the
-//! peer connection, not here, so what a stranger's datagram can do is bounded: it reaches one
-//! connection, which refuses it, and it pins at most `MAX_ADDRESSES_PER_PEER` addresses.
+//! datagram is usually an ICE connectivity check whose STUN USERNAME begins with the ufrag of
+//! the answer we gave it, or the response to one of our checks, sent to an address the
+//! connection chose; from then on the source address says whose it is. Checks are authenticated
+//! by the peer connection, not here, so what a stranger's datagram can do is bounded: it reaches
+//! one connection, which refuses it, and it pins at most `MAX_ADDRESSES_PER_PEER` addresses.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-/// Addresses one connection may be reached from: a publisher checks from one address per
-/// network path it tries, a few at most.
-pub const MAX_ADDRESSES_PER_PEER: usize = 8;
+/// Addresses one connection may be reached from: the offer's candidates it checks (at most
+/// `ice::MAX_REMOTE_CANDIDATES`) and the few the publisher's own checks come from.
+pub const MAX_ADDRESSES_PER_PEER: usize = crate::ice::MAX_REMOTE_CANDIDATES + 8;
 
 /// A peer connection's number on the media thread.
 pub type PeerId = u64;
@@ -44,12 +45,18 @@ impl Routes {
         }
         let ufrag = stun_username(datagram)?.split(':').next()?;
         let peer = *self.by_ufrag.get(ufrag)?;
-        let addresses = self.addresses.get_mut(&peer)?;
-        if addresses.len() < MAX_ADDRESSES_PER_PEER {
-            addresses.push(from);
-            self.by_address.insert(from, peer);
-        }
+        self.learn(peer, from);
         Some(peer)
+    }
+
+    /// Lets datagrams from `address` lead to `peer`: it sent there (a check of its own, whose
+    /// response comes back from there). An address another connection holds stays with it.
+    pub fn learn(&mut self, peer: PeerId, address: SocketAddr) {
+        let Some(addresses) = self.addresses.get_mut(&peer) else { return };
+        if addresses.len() < MAX_ADDRESSES_PER_PEER && !self.by_address.contains_key(&address) {
+            addresses.push(address);
+            self.by_address.insert(address, peer);
+        }
     }
 
     #[cfg(test)]
@@ -118,6 +125,18 @@ mod tests {
         assert_eq!(routes.route(b"\x80\x60 an RTP packet", addr(5000)), None);
         routes.remove(1);
         assert!(routes.is_empty());
+    }
+
+    #[test]
+    fn the_answer_to_our_own_check_finds_the_peer_that_sent_it() {
+        let mut routes = Routes::default();
+        routes.add(1, "aaaa".into());
+        routes.add(2, "bbbb".into());
+        routes.learn(1, addr(7000));
+        routes.learn(2, addr(7000)); // held by 1 already
+        assert_eq!(routes.route(b"\x01\x01 a binding success response", addr(7000)), Some(1));
+        routes.remove(1);
+        assert_eq!(routes.route(b"\x01\x01 a binding success response", addr(7000)), None);
     }
 
     #[test]

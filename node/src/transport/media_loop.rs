@@ -58,12 +58,15 @@ impl Peer {
         Self { pc, events, pending: Vec::new(), tracks: HashMap::new(), video: None, video_ssrc: None, deadline: None, ended: false }
     }
 
-    /// Sends what the connection wrote and takes what it read and what happened to it.
-    fn drain(&mut self, socket: &UdpSocket) {
+    /// Sends what the connection wrote (and lets answers from there lead back to it), and takes
+    /// what it read and what happened to it.
+    fn drain(&mut self, id: PeerId, socket: &UdpSocket, routes: &mut Routes) {
         while let Some(datagram) = self.pc.poll_write() {
+            let to = datagram.transport.peer_addr;
+            routes.learn(id, to);
             // A full send buffer loses the datagram, as the network would; the stack repeats
             // what matters (checks, handshakes, feedback).
-            let _ = socket.try_send_to(&datagram.message, datagram.transport.peer_addr);
+            let _ = socket.try_send_to(&datagram.message, to);
         }
         while let Some(event) = self.pc.poll_event() {
             match event {
@@ -142,6 +145,7 @@ impl Peer {
 }
 
 struct MediaLoop {
+    commands: mpsc::UnboundedReceiver<Command>,
     socket: UdpSocket,
     local: SocketAddr,
     peers: HashMap<PeerId, Peer>,
@@ -161,6 +165,7 @@ impl MediaLoop {
         match command {
             Command::Adopt { id, answered, events } => {
                 let Answered { pc, ufrag, .. } = *answered;
+                tracing::debug!(peer = id, ufrag, "peer connection adopted");
                 self.routes.add(id, ufrag);
                 self.peers.insert(id, Peer::new(pc, events));
             }
@@ -181,15 +186,37 @@ impl MediaLoop {
     }
 
     fn datagram(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
-        let Some(id) = self.routes.route(datagram, from) else { return };
+        let id = match self.routes.route(datagram, from) {
+            Some(id) => id,
+            // Its connection may be waiting in the queue behind the datagrams read before it
+            // (an answer goes out as soon as its connection is queued here).
+            None if self.take_commands() => match self.routes.route(datagram, from) {
+                Some(id) => id,
+                None => return,
+            },
+            None => {
+                tracing::trace!(%from, bytes = datagram.len(), "datagram for no peer connection");
+                return;
+            }
+        };
         let Some(peer) = self.peers.get_mut(&id) else { return };
         let transport = TransportContext { local_addr: self.local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP };
         // A datagram the stack cannot use (media before DTLS is up, a forged check) costs only
         // itself.
         if let Err(e) = peer.pc.handle_read(TaggedBytesMut { now, transport, message: BytesMut::from(datagram) }) {
-            tracing::trace!(error = %e, "datagram refused");
+            tracing::trace!(peer = id, error = %e, "datagram refused");
         }
         self.touched.push(id);
+    }
+
+    /// Carries out every command waiting; `false` when there was none.
+    fn take_commands(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(command) = self.commands.try_recv() {
+            self.command(command);
+            any = true;
+        }
+        any
     }
 
     fn timeouts(&mut self) {
@@ -214,7 +241,7 @@ impl MediaLoop {
         touched.dedup();
         for id in touched.drain(..) {
             let Some(peer) = self.peers.get_mut(&id) else { continue };
-            peer.drain(&self.socket);
+            peer.drain(id, &self.socket, &mut self.routes);
             peer.flush();
             let deadline = peer.pc.poll_timeout();
             if peer.deadline != deadline {
@@ -243,7 +270,7 @@ impl MediaLoop {
         at.into()
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self) {
         let mut buf = vec![0u8; DATAGRAM];
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
@@ -251,7 +278,7 @@ impl MediaLoop {
             timer.as_mut().reset(self.next_deadline());
             tokio::select! {
                 biased;
-                command = commands.recv() => match command {
+                command = self.commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => return, // the relay is gone
                 },
@@ -293,7 +320,7 @@ pub fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc::Unbou
                 return;
             }
         };
-        let media = MediaLoop { socket, local, peers: HashMap::new(), routes: Routes::default(), timers: BTreeSet::new(), touched: Vec::new() };
-        media.run(commands).await;
+        let media = MediaLoop { commands, socket, local, peers: HashMap::new(), routes: Routes::default(), timers: BTreeSet::new(), touched: Vec::new() };
+        media.run().await;
     });
 }
