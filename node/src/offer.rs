@@ -3,8 +3,8 @@
 
 use std::io::Cursor;
 
-use thiserror::Error;
 use rtc::sdp::SessionDescription;
+use thiserror::Error;
 
 /// Largest offer accepted (bytes): real offers are 2–10 KiB.
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;

@@ -10,8 +10,8 @@ use anyhow::Context;
 
 use crate::config::{HttpLimits, HttpSecurity, RelayConfig};
 use crate::connections::ConnectionLimit;
-use crate::transport::{IceSettings, Transport};
 use crate::relay::Relay;
+use crate::transport::{IceSettings, Transport};
 
 /// How long shutdown waits for sessions to end their RTMP streams.
 const DRAIN_GRACE: Duration = Duration::from_secs(8);

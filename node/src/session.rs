@@ -17,12 +17,12 @@ use crate::media::aac::{AacFrame, OpusToAac};
 use crate::media::clock::Track;
 use crate::media::rtp::RtpPacket;
 use crate::media::{CoreConfig, Input, MediaCore, Output};
-use crate::transport::{PeerEvent, PeerEvents, PeerLink, Transport};
 use crate::metrics::Metrics;
 use crate::offer::{self, OfferError};
 use crate::sink::{Fanout, FanoutError, SessionContext};
 use crate::status::{DestinationReport, EndReason, Origin, SessionStatus};
 use crate::transcoder::TranscoderThread;
+use crate::transport::{PeerEvent, PeerEvents, PeerLink, Transport};
 
 /// A session whose publisher sent nothing for this long is ended.
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(8);

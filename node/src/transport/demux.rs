@@ -71,8 +71,8 @@ fn stun_username(datagram: &[u8]) -> Option<&str> {
     const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
     const USERNAME: u16 = 0x0006;
     const HEADER: usize = 20;
-    // The first two bits of a STUN message are zero, which sets it apart from DTLS and RTP.
-    if datagram.len() < HEADER || datagram[0] >= 0x40 || datagram[4..8] != MAGIC_COOKIE {
+    // A STUN message's first byte is 0-3; DTLS's is 20-63 and RTP's 128-191 (RFC 7983).
+    if datagram.len() < HEADER || datagram[0] > 3 || datagram[4..8] != MAGIC_COOKIE {
         return None;
     }
     let mut rest = &datagram[HEADER..];

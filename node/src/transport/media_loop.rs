@@ -320,7 +320,15 @@ pub fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc::Unbou
                 return;
             }
         };
-        let media = MediaLoop { commands, socket, local, peers: HashMap::new(), routes: Routes::default(), timers: BTreeSet::new(), touched: Vec::new() };
+        let media = MediaLoop {
+            commands,
+            socket,
+            local,
+            peers: HashMap::new(),
+            routes: Routes::default(),
+            timers: BTreeSet::new(),
+            touched: Vec::new(),
+        };
         media.run().await;
     });
 }
