@@ -118,6 +118,7 @@ impl Session {
             dns: params.dns,
             has_audio: summary.has_audio,
             started: Instant::now(),
+            runtime: tokio::runtime::Handle::current(),
             first_keyframe: Arc::new(std::sync::Once::new()),
         };
         let mut fanout = Fanout::new(context, status.clone(), params.max_destinations);
@@ -152,7 +153,7 @@ impl Session {
             bytes_received: 0,
         };
         register(&session);
-        let task = tokio::spawn(async move {
+        let task = transport.spawn(async move {
             media.run().await;
             on_end();
         });

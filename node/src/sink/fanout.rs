@@ -95,8 +95,8 @@ impl Fanout {
             let _ = tags.try_send(header.clone());
         }
         let task = match destination {
-            Destination::Rtmp(target) => tokio::spawn(super::rtmp::run(target, rx, ctx)),
-            Destination::File(path) => tokio::spawn(super::file::run(path, rx, ctx)),
+            Destination::Rtmp(target) => self.ctx.runtime.spawn(super::rtmp::run(target, rx, ctx)),
+            Destination::File(path) => self.ctx.runtime.spawn(super::file::run(path, rx, ctx)),
         };
         tracing::info!(session = %self.status.id(), destination = %status.id(), host = %status.host(), ?origin, "destination added");
         self.status.add_destination(status.clone());

@@ -37,6 +37,9 @@ pub struct SessionContext {
     /// When the session started (its offer answered), and whether its first keyframe has left.
     pub started: Instant,
     pub first_keyframe: Arc<Once>,
+    /// Where the sinks run: the relay's async workers, not the media thread that runs the
+    /// session (a TLS handshake or a slow file write must not hold every session's packets).
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// What one sink needs besides its destination.

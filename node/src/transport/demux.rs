@@ -23,8 +23,10 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Expects checks for `ufrag` to go to `peer`.
+    /// Expects checks for `ufrag` to go to `peer` (and only there: a peer added again starts
+    /// afresh).
     pub fn add(&mut self, peer: PeerId, ufrag: String) {
+        self.remove(peer);
         self.by_ufrag.insert(ufrag, peer);
         self.addresses.insert(peer, Vec::new());
     }

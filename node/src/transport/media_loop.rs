@@ -303,32 +303,15 @@ impl MediaLoop {
     }
 }
 
-/// The media thread's body: its own single-threaded runtime around the loop.
-pub fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc::UnboundedReceiver<Command>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
-        Ok(runtime) => runtime,
+/// The media thread's loop, run on its own single-threaded runtime.
+pub async fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc::UnboundedReceiver<Command>) {
+    let socket = match UdpSocket::from_std(socket) {
+        Ok(socket) => socket,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start the media thread's runtime");
+            tracing::error!(error = %e, "cannot register the media socket");
             return;
         }
     };
-    runtime.block_on(async move {
-        let socket = match UdpSocket::from_std(socket) {
-            Ok(socket) => socket,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot register the media socket");
-                return;
-            }
-        };
-        let media = MediaLoop {
-            commands,
-            socket,
-            local,
-            peers: HashMap::new(),
-            routes: Routes::default(),
-            timers: BTreeSet::new(),
-            touched: Vec::new(),
-        };
-        media.run().await;
-    });
+    let media = MediaLoop { commands, socket, local, peers: HashMap::new(), routes: Routes::default(), timers: BTreeSet::new(), touched: Vec::new() };
+    media.run().await;
 }

@@ -1,9 +1,10 @@
 //! Every session's WebRTC traffic on one UDP socket, read by one thread: the media thread owns
 //! all the (sans-IO) peer connections, hands each datagram to its connection (`demux`), keeps
 //! their timers, and passes each session its media in batches — no task, lock or channel per
-//! packet. A session talks to its connection through a `PeerLink`.
+//! packet. The sessions' own tasks run there too (`Transport::spawn`), so handing a session its
+//! packets wakes no other thread. A session talks to its connection through a `PeerLink`.
 
-mod demux;
+pub mod demux;
 mod media_loop;
 
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +50,8 @@ pub enum PeerEvent {
 /// The media thread, from everywhere else.
 pub struct Transport {
     commands: mpsc::UnboundedSender<media_loop::Command>,
+    /// The media thread's runtime, for the sessions' tasks.
+    runtime: tokio::runtime::Handle,
     /// Where publishers reach the socket: the host candidates of every answer.
     candidates: Arc<[SocketAddr]>,
     next_id: AtomicU64,
@@ -85,11 +88,23 @@ impl Transport {
         anyhow::ensure!(!candidates.is_empty(), "no address to advertise for WebRTC: give --public-ip or --stun");
         tracing::info!(?candidates, "WebRTC media on one UDP port");
         let (commands, inbox) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+        let handle = runtime.handle().clone();
         std::thread::Builder::new()
             .name(THREAD_NAME.into())
-            .spawn(move || media_loop::run(socket, local, inbox))
+            .spawn(move || runtime.block_on(media_loop::run(socket, local, inbox)))
             .context("cannot start the media thread")?;
-        Ok(Self { commands, candidates, next_id: AtomicU64::new(1) })
+        Ok(Self { commands, runtime: handle, candidates, next_id: AtomicU64::new(1) })
+    }
+
+    /// Runs a session's task on the media thread, beside its connection. It must never block:
+    /// every session's packets wait while it runs.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(task)
     }
 
     /// Answers `offer` (checked, its candidates filtered) and hands the connection to the media
