@@ -312,6 +312,14 @@ pub async fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc:
             return;
         }
     };
-    let media = MediaLoop { commands, socket, local, peers: HashMap::new(), routes: Routes::default(), timers: BTreeSet::new(), touched: Vec::new() };
+    let media = MediaLoop {
+        commands,
+        socket,
+        local,
+        peers: HashMap::new(),
+        routes: Routes::default(),
+        timers: BTreeSet::new(),
+        touched: Vec::new(),
+    };
     media.run().await;
 }
