@@ -1,7 +1,7 @@
 //! The floor of the sans-IO stack: `rtc` 0.21 peer connections, every session on one UDP
-//! socket read by one thread of ours — no task, lock or channel per packet. A datagram goes to
-//! its session by source address, or, from an address not seen yet, by the first half of its
-//! STUN USERNAME (our ICE ufrag); each session's timers are one deadline the loop keeps.
+//! socket read by one thread of ours — no task, lock or channel per packet. Answers and routing
+//! are the relay's own (`ivs_relay::peer::answer`, `ivs_relay::transport::demux`, which grew out
+//! of this spike); each session's timers are one deadline the loop keeps.
 //! Nothing is done with the media but counting it — or, with `FLOOR_MEDIA_CORE=1` in its environment, what the relay
 //! does with it up to the sink: the relay's own `MediaCore` (reordering, H.264 access units,
 //! FLV tags, the timeline) and Opus → AAC, inline on the same thread; the tags are dropped.
@@ -17,18 +17,12 @@ use bytes::BytesMut;
 use ivs_relay::media::aac::{AacFrame, OpusToAac};
 use ivs_relay::media::rtp::RtpPacket;
 use ivs_relay::media::{CoreConfig, Input, MediaCore, Output};
-use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use ivs_relay::peer;
+use ivs_relay::transport::demux::Routes;
+use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
@@ -112,83 +106,6 @@ impl Engine for FloorRtc {
     }
 }
 
-fn codecs() -> anyhow::Result<MediaEngine> {
-    let mut engine = MediaEngine::default();
-    for (payload_type, profile) in [(102, "42e01f"), (108, "42001f"), (127, "4d001f"), (123, "640032")] {
-        let rtp_codec = RTCRtpCodec {
-            mime_type: MIME_TYPE_H264.to_owned(),
-            clock_rate: 90_000,
-            channels: 0,
-            sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"),
-            rtcp_feedback: vec![],
-        };
-        engine.register_codec(RTCRtpCodecParameters { rtp_codec, payload_type, ..Default::default() }, RtpCodecKind::Video)?;
-    }
-    let rtp_codec = RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    };
-    engine.register_codec(RTCRtpCodecParameters { rtp_codec, payload_type: 111, ..Default::default() }, RtpCodecKind::Audio)?;
-    Ok(engine)
-}
-
-/// A peer connection that has answered `offer`, with its answer and its ICE ufrag.
-fn answer(offer: String, local: SocketAddr) -> anyhow::Result<(RTCPeerConnection, String, String)> {
-    let mut engine = codecs()?;
-    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
-    let settings = SettingEngineBuilder::new().with_answering_dtls_role(RTCDtlsRole::Server).build();
-    let now = Instant::now();
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_setting_engine(settings)
-        .with_media_engine(engine)
-        .with_interceptor_registry(registry)
-        .build(now)?;
-    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
-        pc.add_transceiver_from_kind(kind, Some(init))?;
-    }
-    pc.set_remote_description(now, RTCSessionDescription::offer(offer)?)?;
-    let host = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: local.ip().to_string(),
-            port: local.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()?;
-    pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
-    let answer = pc.create_answer(None)?;
-    pc.set_local_description(now, answer.clone())?;
-    let ufrag = answer.sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).context("answer without ice-ufrag")?.trim().to_owned();
-    Ok((pc, answer.sdp, ufrag))
-}
-
-/// The USERNAME of a STUN message ("ours:theirs" in a check sent to us), if it is one.
-fn stun_username(datagram: &[u8]) -> Option<&str> {
-    const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
-    const USERNAME: u16 = 0x0006;
-    if datagram.len() < 20 || datagram[0] >= 0x40 || datagram[4..8] != MAGIC_COOKIE {
-        return None;
-    }
-    let mut rest = &datagram[20..];
-    while rest.len() >= 4 {
-        let kind = u16::from_be_bytes([rest[0], rest[1]]);
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        let value = rest.get(4..4 + len)?;
-        if kind == USERNAME {
-            return std::str::from_utf8(value).ok();
-        }
-        rest = rest.get((4 + len).next_multiple_of(4)..)?;
-    }
-    None
-}
-
 struct Session {
     pc: RTCPeerConnection,
     core: Option<Core>,
@@ -245,8 +162,7 @@ struct Media {
     local: SocketAddr,
     counters: Arc<Counters>,
     sessions: HashMap<u64, Session>,
-    by_address: HashMap<SocketAddr, u64>,
-    by_ufrag: HashMap<String, u64>,
+    routes: Routes,
     next_id: u64,
 }
 
@@ -255,13 +171,14 @@ impl Media {
         match command {
             Command::Offer { sdp, reply } => {
                 let core = if self.with_core { Core::new().map(Some) } else { Ok(None) };
-                let answered = core.and_then(|core| Ok((core, answer(sdp, self.local)?))).map(|(core, (pc, answer, ufrag))| {
+                let answered = core.and_then(|core| Ok((core, peer::answer(sdp, &[self.local])?))).map(|(core, answered)| {
+                    let peer::Answered { pc, sdp: answer, ufrag } = answered;
                     let id = self.next_id;
                     self.next_id += 1;
                     let mut session = Session { pc, core, deadline: None, connected: false, ended: false };
                     session.drain(&self.socket, &self.counters);
                     self.sessions.insert(id, session);
-                    self.by_ufrag.insert(ufrag, id);
+                    self.routes.add(id, ufrag);
                     (answer, id)
                 });
                 let _ = reply.send(answered);
@@ -277,15 +194,7 @@ impl Media {
     }
 
     fn datagram(&mut self, datagram: &[u8], from: SocketAddr) {
-        let id = match self.by_address.get(&from) {
-            Some(id) => *id,
-            None => {
-                let ufrag = stun_username(datagram).and_then(|u| u.split(':').next());
-                let Some(id) = ufrag.and_then(|u| self.by_ufrag.get(u)).copied() else { return };
-                self.by_address.insert(from, id);
-                id
-            }
-        };
+        let Some(id) = self.routes.route(datagram, from) else { return };
         let Some(session) = self.sessions.get_mut(&id) else { return };
         let transport = TransportContext { local_addr: self.local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP };
         // A datagram the stack cannot use (say, media before DTLS is up) costs only itself.
@@ -317,8 +226,7 @@ impl Media {
             {
                 self.counters.live.fetch_sub(1, Ordering::Relaxed);
             }
-            self.by_address.retain(|_, s| *s != id);
-            self.by_ufrag.retain(|_, s| *s != id);
+            self.routes.remove(id);
         }
     }
 
@@ -371,8 +279,7 @@ fn main() -> anyhow::Result<()> {
                 socket,
                 counters: media_counters,
                 sessions: HashMap::new(),
-                by_address: HashMap::new(),
-                by_ufrag: HashMap::new(),
+                routes: Routes::default(),
                 next_id: 1,
             };
             media.run(receiver).await;
