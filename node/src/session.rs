@@ -118,7 +118,7 @@ impl Session {
             dns: params.dns,
             has_audio: summary.has_audio,
             started: Instant::now(),
-            runtime: tokio::runtime::Handle::current(),
+            runtime: transport.runtime(),
             first_keyframe: Arc::new(std::sync::Once::new()),
         };
         let mut fanout = Fanout::new(context, status.clone(), params.max_destinations);

@@ -1,8 +1,10 @@
 //! Every session's WebRTC traffic on one UDP socket, read by one thread: the media thread owns
 //! all the (sans-IO) peer connections, hands each datagram to its connection (`demux`), keeps
 //! their timers, and passes each session its media in batches — no task, lock or channel per
-//! packet. The sessions' own tasks run there too (`Transport::spawn`), so handing a session its
-//! packets wakes no other thread. A session talks to its connection through a `PeerLink`.
+//! packet. The sessions' own tasks and their sinks run there too (`Transport::spawn`), so
+//! handing a session its packets, or a sink its tags, wakes no other thread; only the audio
+//! codecs (each session's own thread) and the HTTP API run elsewhere. A session talks to its
+//! connection through a `PeerLink`.
 
 pub mod demux;
 mod media_loop;
@@ -95,6 +97,11 @@ impl Transport {
             .spawn(move || runtime.block_on(media_loop::run(socket, local, inbox)))
             .context("cannot start the media thread")?;
         Ok(Self { commands, runtime: handle, candidates, next_id: AtomicU64::new(1) })
+    }
+
+    /// The media thread's runtime.
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.clone()
     }
 
     /// Runs a session's task on the media thread, beside its connection. It must never block:
