@@ -10,8 +10,10 @@ mod sender_reports;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{Registry, Slot};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -25,6 +27,10 @@ use thiserror::Error;
 const ICE_DISCONNECTED: Duration = Duration::from_secs(3);
 const ICE_FAILED: Duration = Duration::from_secs(4);
 const ICE_KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// How often missing video packets are asked for again (RTCP NACK) while the media core waits
+/// for them (300 ms): a retransmission lost too is asked for again within this, several times.
+const NACK_INTERVAL: Duration = Duration::from_millis(40);
 
 /// H.264 profiles we answer, all packetization-mode 1: what browsers and OBS offer.
 const H264_PROFILES: [(PayloadType, &str); 4] = [(102, "42e01f"), (108, "42001f"), (127, "4d001f"), (123, "640032")];
@@ -79,6 +85,19 @@ fn codecs() -> Result<MediaEngine, NegotiationError> {
     Ok(engine)
 }
 
+/// What runs between the wire and the session: NACKs for lost video, receiver reports, TWCC
+/// feedback, the publisher's sender reports passed on. The relay only receives, so none of the
+/// sending side's (NACK responder, sender reports, pacing).
+fn interceptors(engine: &mut MediaEngine) -> Result<Registry, NegotiationError> {
+    for parameter in ["", "pli"] {
+        engine.register_feedback(RTCPFeedback { typ: "nack".to_owned(), parameter: parameter.to_owned() }, RtpCodecKind::Video);
+    }
+    configure_simulcast_extension_headers(engine)?;
+    let registry = Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().with_interval(NACK_INTERVAL).build());
+    let registry = configure_rtcp_reports(configure_twcc_receiver_only(registry, engine)?);
+    Ok(registry.with(Slot::from(sender_reports::SLOT), sender_reports::SenderReportsToApplication::default()))
+}
+
 /// The host candidate for one address the relay's UDP socket is reached at.
 fn host_candidate(address: SocketAddr) -> Result<rtc::peer_connection::transport::RTCIceCandidateInit, NegotiationError> {
     let host = CandidateHostConfig {
@@ -100,8 +119,7 @@ fn host_candidate(address: SocketAddr) -> Result<rtc::peer_connection::transport
 /// CPU): callers run it off the media thread.
 pub fn answer(offer: String, candidates: &[SocketAddr]) -> Result<Answered, NegotiationError> {
     let mut engine = codecs()?;
-    let registry = register_default_interceptors(Registry::new(), &mut engine)?
-        .with(Slot::from(sender_reports::SLOT), sender_reports::SenderReportsToApplication::default());
+    let registry = interceptors(&mut engine)?;
     // Offers say `actpass` (RFC 8842 §5.2 requires it): as the DTLS server the relay lets the
     // publisher's ClientHello follow its first successful check at once, instead of sending
     // one itself once ICE settles.
