@@ -85,9 +85,9 @@ fn codecs() -> Result<MediaEngine, NegotiationError> {
     Ok(engine)
 }
 
-/// What runs between the wire and the session: NACKs for lost video, receiver reports, TWCC
-/// feedback, the publisher's sender reports passed on. The relay only receives, so none of the
-/// sending side's (NACK responder, sender reports, pacing).
+/// What runs between the wire and the session: NACKs for lost video, RTCP reports, TWCC
+/// feedback, the publisher's sender reports passed on. The relay sends no media, so there is
+/// no NACK responder.
 fn interceptors(engine: &mut MediaEngine) -> Result<Registry, NegotiationError> {
     for parameter in ["", "pli"] {
         engine.register_feedback(RTCPFeedback { typ: "nack".to_owned(), parameter: parameter.to_owned() }, RtpCodecKind::Video);
