@@ -15,14 +15,18 @@ use ivs_relay::transcoder::THREAD_NAME as AUDIO_THREAD;
 #[tokio::test]
 async fn publishing_to_the_default_file_destination_records_h264_and_aac() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let relay = Relay::start(dir.path(), &[]).await;
+    let relay = Relay::start(dir.path(), &["--audio-threads", "2"]).await;
+    // Opus → AAC runs on the relay's audio workers, not on the async workers: as many as asked
+    // for, started with the relay; a session holds a transcoder on one of them while it is live.
+    assert_eq!(relay.threads_named(AUDIO_THREAD), 2, "audio workers before any session");
     let publisher = Publisher::start(&relay.whip("cam1"), MEDIA_SECONDS, &[]).await.expect("session accepted");
-    // Opus → AAC runs on the session's own thread, not on the async workers, and ends with it.
-    let audio_thread = wait_until(Duration::from_secs(5), || async { relay.threads_named(AUDIO_THREAD) == 1 }).await;
-    assert!(audio_thread.is_some(), "{} audio threads for one live session", relay.threads_named(AUDIO_THREAD));
+    let transcoding = wait_until(Duration::from_secs(5), || async { relay.metric("ivs_relay_audio_transcoders").await == 1.0 }).await;
+    assert!(transcoding.is_some(), "{} transcoders for one live session", relay.metric("ivs_relay_audio_transcoders").await);
+    assert_eq!(relay.threads_named(AUDIO_THREAD), 2, "audio workers while a session is live");
     publisher.finish().await;
-    let ended = wait_until(Duration::from_secs(5), || async { relay.threads_named(AUDIO_THREAD) == 0 }).await;
-    assert!(ended.is_some(), "the audio thread outlived its session");
+    let ended = wait_until(Duration::from_secs(5), || async { relay.metric("ivs_relay_audio_transcoders").await == 0.0 }).await;
+    assert!(ended.is_some(), "the transcoder outlived its session");
+    assert_eq!(relay.threads_named(AUDIO_THREAD), 2, "audio workers after the session");
 
     let recordings: Vec<_> =
         std::fs::read_dir(dir.path().join("recordings")).expect("recordings dir").flatten().map(|e| e.path()).collect();
@@ -216,6 +220,8 @@ async fn a_thousand_sessions_opened_and_closed_leave_no_session_descriptor_or_me
     let _cores = CORES.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = Arc::new(Relay::start(dir.path(), &["--posts-per-minute", "1000000"]).await);
+    let audio_workers = relay.threads_named(AUDIO_THREAD);
+    assert!(audio_workers >= 1, "no audio worker");
     const SESSIONS: usize = 1000;
     const AT_ONCE: usize = 4;
     const WARM_UP: usize = 100;
@@ -256,7 +262,9 @@ async fn a_thousand_sessions_opened_and_closed_leave_no_session_descriptor_or_me
     assert_eq!(relay.metric(r#"ivs_relay_sessions_ended_total{reason="deleted"}"#).await, SESSIONS as f64);
     let fds = wait_until(Duration::from_secs(10), || async { relay.open_fds() <= fds_warm + 2 }).await;
     assert!(fds.is_some(), "{} file descriptors open, {fds_warm} after the warm-up", relay.open_fds());
-    assert_eq!(relay.threads_named(AUDIO_THREAD), 0, "audio threads left behind");
+    let transcoders = wait_until(Duration::from_secs(5), || async { relay.metric("ivs_relay_audio_transcoders").await == 0.0 }).await;
+    assert!(transcoders.is_some(), "{} transcoders left behind", relay.metric("ivs_relay_audio_transcoders").await);
+    assert_eq!(relay.threads_named(AUDIO_THREAD), audio_workers, "audio workers come and go with the relay, not its sessions");
     let rss = rss_mib(&relay);
     println!("churn: RSS {rss_warm:.1} MiB after {WARM_UP} sessions, {rss:.1} MiB after {SESSIONS}; fds {fds_warm} → {}", relay.open_fds());
     assert!(rss <= rss_warm + 10.0, "RSS {rss:.1} MiB after {SESSIONS} sessions, {rss_warm:.1} MiB after {WARM_UP}");

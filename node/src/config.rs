@@ -97,6 +97,10 @@ pub struct StreamingArgs {
     #[arg(long, env = "IVS_RELAY_AAC_BITRATE", default_value_t = 128_000)]
     pub aac_bitrate: u32,
 
+    /// Threads that transcode every session's Opus to AAC (default: one per core the relay may use).
+    #[arg(long, env = "IVS_RELAY_AUDIO_THREADS")]
+    pub audio_threads: Option<std::num::NonZeroUsize>,
+
     /// Playback URL (HLS) of the default destination, shown by the web app's player.
     #[arg(long, env = "IVS_RELAY_PLAYBACK_URL")]
     pub playback_url: Option<String>,
@@ -174,6 +178,7 @@ pub struct RelayConfig {
     pub ice_servers: Vec<String>,
     pub max_sessions: usize,
     pub aac_bitrate: u32,
+    pub audio_threads: std::num::NonZeroUsize,
     pub playback_url: Option<String>,
     /// ECS task scale-in protection while sessions are live (deployed tasks only).
     pub task_protection: Option<ProtectionSettings>,
@@ -234,6 +239,10 @@ impl RelayConfig {
             ice_servers: args.ice_servers,
             max_sessions: args.max_sessions,
             aac_bitrate: args.aac_bitrate,
+            // Cgroup quotas count: a Fargate task of 0.25 vCPU gets one.
+            audio_threads: args
+                .audio_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)),
             playback_url: args.playback_url,
             task_protection: None,
         })

@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! * `media` — the sans-IO core: RTP → FLV tags (H.264 remux, Opus → AAC, one timeline).
-//! * `transcoder` — a session's audio thread: Opus → AAC off the async workers.
+//! * `transcoder` — the audio workers: every session's Opus → AAC, off the media thread.
 //! * `destination` — where a session publishes; parsing, redaction, and what clients may choose.
 //! * `address` — which IP addresses a client may make the relay reach (ingests, ICE).
 //! * `ice` — filtering an offer's ICE candidates by that rule.

@@ -45,8 +45,10 @@ pub struct Metrics {
     pub dropped_frames: Counter,
     pub lost_packets: Counter,
     pub repaired_packets: Counter,
-    /// Opus packets dropped because their session's audio thread was a whole queue behind.
+    /// Opus packets dropped because their session was a whole queue behind on its audio worker.
     pub audio_dropped: Counter,
+    /// Sessions whose Opus → AAC transcoder lives on an audio worker now.
+    pub audio_transcoders: Gauge,
     /// Time from the RTP packet that completed a frame to its FLV tag leaving for the ingest.
     pub relay_latency: Family<TrackLabel, Histogram>,
     /// Time from a session's start (its offer answered) to its first keyframe leaving for the ingest.
@@ -81,6 +83,7 @@ impl Metrics {
             lost_packets: Counter::default(),
             repaired_packets: Counter::default(),
             audio_dropped: Counter::default(),
+            audio_transcoders: Gauge::default(),
             relay_latency: Family::new_with_constructor(latency_histogram),
             // 0.1 s .. 10 s: the target on loopback is 1.5 s.
             first_keyframe: Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
@@ -111,9 +114,10 @@ impl Metrics {
         );
         registry.register(
             "audio_dropped_packets",
-            "Opus packets dropped because their session's audio thread was over a second behind",
+            "Opus packets dropped because their session was over a second behind on its audio worker",
             metrics.audio_dropped.clone(),
         );
+        registry.register("audio_transcoders", "Opus to AAC transcoders on the audio workers now", metrics.audio_transcoders.clone());
         registry.register("relay_latency_seconds", "RTP in to FLV tag out, per track", metrics.relay_latency.clone());
         registry.register(
             "first_keyframe_seconds",

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::protection::ProtectionStatus;
 use crate::session::{Session, SessionError, SessionParams};
 use crate::status::{Origin, StatusReport};
+use crate::transcoder::AudioPool;
 use crate::transport::Transport;
 
 #[derive(Debug, Error)]
@@ -38,6 +39,7 @@ pub struct Relay {
     /// The web app's protections (its content security policy first), made once.
     pub(crate) page_headers: axum::http::HeaderMap,
     transport: Transport,
+    audio: AudioPool,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Streams with a session being set up or live: one publisher per stream.
     streams: Mutex<HashSet<String>>,
@@ -62,19 +64,23 @@ impl Drop for Reservation {
 }
 
 impl Relay {
-    pub fn new(config: RelayConfig, transport: Transport) -> Self {
-        Self {
+    /// The relay of `config`, on the media thread `transport`; starts its audio workers.
+    pub fn new(config: RelayConfig, transport: Transport) -> std::io::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let audio = AudioPool::start(config.audio_threads.get(), metrics.audio_transcoders.clone())?;
+        Ok(Self {
             post_rate: PostRateLimit::per_minute(config.http_limits.posts_per_minute),
             page_headers: page_headers(config.playback_url.as_deref()),
             config,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             transport,
+            audio,
             sessions: Mutex::default(),
             streams: Mutex::default(),
             open: watch::Sender::new(0),
             protection: Arc::default(),
             accepting: AtomicBool::new(true),
-        }
+        })
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
@@ -165,7 +171,7 @@ impl Relay {
             }
             drop(reservation); // the name goes last: a new session may start only after this one is gone
         };
-        Ok(Session::start(&self.transport, offer, params, register, on_end).await?)
+        Ok(Session::start(&self.transport, &self.audio, offer, params, register, on_end).await?)
     }
 
     /// Stops taking sessions (`/healthz` says draining), lets the open ones go on for up to

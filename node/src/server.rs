@@ -62,7 +62,7 @@ pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
     let security = config.http.clone();
     let limits = config.http_limits.clone();
     let protection = config.task_protection.clone();
-    let relay = Arc::new(Relay::new(config, transport));
+    let relay = Arc::new(Relay::new(config, transport).context("cannot start the audio threads")?);
     if let Some(settings) = protection {
         tokio::spawn(crate::protection::maintain(settings, relay.watch_sessions(), relay.protection.clone()));
     }

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::offer::{self, OfferError};
 use crate::sink::{Fanout, FanoutError, SessionContext};
 use crate::status::{DestinationReport, EndReason, Origin, SessionStatus};
-use crate::transcoder::TranscoderThread;
+use crate::transcoder::{AudioPool, AudioStream};
 use crate::transport::{PeerEvent, PeerEvents, PeerLink, Transport};
 
 /// A session whose publisher sent nothing for this long is ended.
@@ -38,8 +38,8 @@ pub enum SessionError {
     Negotiation(String),
     #[error("audio transcoder: {0}")]
     Transcoder(#[from] crate::media::aac::TranscodeError),
-    #[error("cannot start the session's audio thread: {0}")]
-    AudioThread(std::io::Error),
+    #[error(transparent)]
+    Audio(#[from] crate::transcoder::Stopped),
     #[error(transparent)]
     Destinations(#[from] FanoutError),
 }
@@ -91,6 +91,7 @@ impl Session {
     /// when starting fails).
     pub async fn start(
         transport: &Transport,
+        audio: &AudioPool,
         offer_sdp: String,
         params: SessionParams,
         register: impl FnOnce(&Arc<Session>),
@@ -129,7 +130,7 @@ impl Session {
         params.metrics.sessions_started.inc();
         tracing::info!(session = %params.id, stream = %params.stream, audio = summary.has_audio, "session started");
 
-        let audio = transcoder.map(|t| TranscoderThread::spawn(t, &params.id)).transpose().map_err(SessionError::AudioThread)?;
+        let audio = transcoder.map(|t| audio.open(t, &params.id)).transpose()?;
         let (control, control_rx) = mpsc::channel(8);
         let session = Arc::new(Self {
             id: params.id.clone(),
@@ -188,8 +189,8 @@ impl Session {
     }
 }
 
-/// The audio thread's next frames; never, for a session without audio.
-async fn aac_frames(audio: &mut Option<TranscoderThread>) -> Result<Vec<AacFrame>, crate::transcoder::Stopped> {
+/// The audio worker's next frames for this session; never, for a session without audio.
+async fn aac_frames(audio: &mut Option<AudioStream>) -> Result<Vec<AacFrame>, crate::transcoder::Stopped> {
     match audio {
         Some(audio) => audio.frames().await,
         None => std::future::pending().await,
@@ -202,7 +203,7 @@ struct MediaTask {
     peer: PeerLink,
     core: MediaCore,
     /// Where the core's Opus packets are transcoded; `None` without an audio track.
-    audio: Option<TranscoderThread>,
+    audio: Option<AudioStream>,
     events: PeerEvents,
     control: mpsc::Receiver<Control>,
     fanout: Fanout,

@@ -75,7 +75,7 @@ async fn create_session(
         StartError::Session(SessionError::Offer(e)) if e.is_unsupported() => refuse(StatusCode::NOT_ACCEPTABLE, e.to_string()),
         StartError::Session(SessionError::Offer(e)) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
         // The relay's own fault (no thread to be had, a codec that would not start), not the offer's.
-        StartError::Session(e @ SessionError::AudioThread(_)) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        StartError::Session(e @ SessionError::Audio(_)) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         StartError::Session(e @ SessionError::Transcoder(_)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         StartError::Session(e) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
     })?;

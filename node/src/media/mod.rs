@@ -1,7 +1,7 @@
 //! The relay's media core, sans-IO: RTP packets, RTCP sender reports, encoded AAC frames and
 //! time in; FLV tags, keyframe requests and Opus packets to transcode out. No sockets, no tasks,
 //! no clock, no codec work: `session` feeds it and drains it, and hands the Opus packets to the
-//! session's audio thread (`crate::transcoder`), whose AAC frames come back as `Input::Aac`.
+//! session's audio worker (`crate::transcoder`), whose AAC frames come back as `Input::Aac`.
 //!
 //! Layout:
 //! * `rtp` — the packet type and wrap-safe counters.

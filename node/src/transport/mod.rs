@@ -3,7 +3,7 @@
 //! their timers, and passes each session its media in batches — no task, lock or channel per
 //! packet. The sessions' own tasks and their sinks run there too (`Transport::spawn`), so
 //! handing a session its packets, or a sink its tags, wakes no other thread; only the audio
-//! codecs (each session's own thread) and the HTTP API run elsewhere. A session talks to its
+//! codecs (the `ivs-audio` workers) and the HTTP API run elsewhere. A session talks to its
 //! connection through a `PeerLink`.
 
 pub mod demux;
