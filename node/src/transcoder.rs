@@ -31,10 +31,6 @@ const QUEUE: usize = 64;
 /// How long a worker lets packets gather between rounds: half an Opus packet, so a worker serving
 /// many sessions wakes at most 100 times a second, at 5 ms of added audio latency on average.
 const ROUND: Duration = Duration::from_millis(10);
-fn round() -> Duration {
-    static R: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *R.get_or_init(|| std::env::var("IVS_AUDIO_ROUND_MS").ok().and_then(|v| v.parse().ok()).map_or(ROUND, Duration::from_millis))
-}
 
 /// The name the threads carry in `top -H` and `/proc/<pid>/task/*/comm`.
 pub const THREAD_NAME: &str = "ivs-audio";
@@ -210,7 +206,7 @@ impl Worker {
             for transcoding in sessions.values_mut() {
                 transcoding.hand_over();
             }
-            std::thread::sleep(round().saturating_sub(started.elapsed()));
+            std::thread::sleep(ROUND.saturating_sub(started.elapsed()));
         }
         transcoders.dec_by(sessions.len() as i64);
     }
