@@ -218,11 +218,25 @@ impl MediaTask {
     async fn run(mut self) {
         let mut last_media = Instant::now();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
-        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        // The futures the loop waits on are made once, not on every turn: each new one would
+        // register with (and on drop leave) the timer wheel or a waiter list, a lock each time,
+        // several hundred turns a second.
+        let cancelled = self.cancel.clone().cancelled_owned();
+        let keyframe_wanted = self.keyframe_wanted.clone();
+        let mut wanted = std::pin::pin!(keyframe_wanted.notified());
+        let mut wake = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        // What `wake` is set to; `None` when it must be set again (at the start, once elapsed).
+        let mut armed: Option<Option<Instant>> = None;
+        tokio::pin!(cancelled);
         loop {
-            let wake = self.core.next_wake().map(tokio::time::Instant::from_std).unwrap_or_else(far);
+            let next = self.core.next_wake();
+            if armed != Some(next) {
+                let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+                wake.as_mut().reset(next.map(tokio::time::Instant::from_std).unwrap_or_else(far));
+                armed = Some(next);
+            }
             tokio::select! {
-                () = self.cancel.cancelled() => break,
+                () = &mut cancelled => break,
                 batch = self.events.recv() => {
                     // The media thread let go of the connection: ICE failed or DTLS closed.
                     let Some(batch) = batch else { break };
@@ -245,8 +259,14 @@ impl MediaTask {
                         self.audio = None;
                     }
                 },
-                () = tokio::time::sleep_until(wake) => self.core.handle_input(Instant::now(), Input::Tick),
-                () = self.keyframe_wanted.notified() => self.request_keyframe(),
+                () = &mut wake => {
+                    armed = None;
+                    self.core.handle_input(Instant::now(), Input::Tick);
+                }
+                () = &mut wanted => {
+                    wanted.set(keyframe_wanted.notified());
+                    self.request_keyframe();
+                }
                 Some(control) = self.control.recv() => self.take_control(control),
                 _ = housekeeping.tick() => {
                     self.status.update_core(self.core.stats(), self.bytes_received);
