@@ -221,13 +221,12 @@ impl MediaTask {
         // The futures the loop waits on are made once, not on every turn: each new one would
         // register with (and on drop leave) the timer wheel or a waiter list, a lock each time,
         // several hundred turns a second.
-        let cancelled = self.cancel.clone().cancelled_owned();
+        let mut cancelled = std::pin::pin!(self.cancel.clone().cancelled_owned());
         let keyframe_wanted = self.keyframe_wanted.clone();
         let mut wanted = std::pin::pin!(keyframe_wanted.notified());
         let mut wake = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
         // What `wake` is set to; `None` when it must be set again (at the start, once elapsed).
         let mut armed: Option<Option<Instant>> = None;
-        tokio::pin!(cancelled);
         loop {
             let next = self.core.next_wake();
             if armed != Some(next) {
