@@ -45,6 +45,10 @@ struct Args {
     /// The WHIP publisher example.
     #[arg(long, default_value = "target/debug/examples/whip_publish")]
     publisher: PathBuf,
+    /// Opus channels the publishers send: 1 as a browser does (the relay's AAC is then mono), 2
+    /// as OBS does.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    audio_channels: u8,
     /// Working directory for media, configs and logs.
     #[arg(long, default_value = "target/loadgen")]
     work: PathBuf,
@@ -62,11 +66,12 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.work)?;
     let work = args.work.canonicalize()?;
-    let media = test_media::make(&work, "bench-720p30", (args.seconds + 10) as f64, true)?;
+    let media = test_media::make(&work, "bench-720p30", (args.seconds + 10) as f64, true, args.audio_channels)?;
     let rtmp_port = free_port()?;
     let _nginx = start_nginx(&work, rtmp_port).await?;
     println!(
-        "1280x720 30 fps H.264 2.5 Mbit/s + Opus 96 kbit/s stereo per stream, {} s per run, ingest nginx-rtmp on 127.0.0.1:{rtmp_port}\n",
+        "1280x720 30 fps H.264 2.5 Mbit/s + Opus 96 kbit/s {} per stream, {} s per run, ingest nginx-rtmp on 127.0.0.1:{rtmp_port}\n",
+        if args.audio_channels == 2 { "stereo" } else { "mono" },
         args.seconds
     );
     let mut rows = Vec::new();
@@ -305,8 +310,9 @@ async fn measure_seed(args: &Args, streams: usize, media: &Media, rtmp_port: u16
                 "copy",
                 "-c:a",
                 "aac",
+                // The relay's default: 128 kbit/s stereo, 64 kbit/s mono.
                 "-b:a",
-                "128k",
+                &format!("{}k", 64 * u32::from(args.audio_channels)),
                 "-f",
                 "flv",
                 &format!("rtmp://127.0.0.1:{rtmp_port}/live/seed{n}"),

@@ -9,6 +9,7 @@
 //! cargo run --example whip_publish -- --url http://127.0.0.1:8080/whip/demo --video video.h264 --audio audio.ogg
 //! ```
 //!
+//! A stereo Opus file is offered as stereo (`sprop-stereo=1`), a mono one as a browser offers.
 //! It ends the session with DELETE when the files run out (or after `--seconds`), or on Ctrl-C.
 
 use std::fs::File;
@@ -125,10 +126,16 @@ async fn main() -> anyhow::Result<()> {
     let mut gathered = pc.gathering_complete_promise().await;
     pc.set_local_description(offer).await?;
     let _ = gathered.recv().await;
-    let offer = pc.local_description().await.context("no local description")?;
+    let mut offer = pc.local_description().await.context("no local description")?.sdp;
+    if let Some(path) = &args.audio {
+        let (_, head) = OggReader::new(BufReader::new(open(path)?), true)?;
+        if head.channels == 2 {
+            offer = offer_stereo(&offer);
+        }
+    }
 
     let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build()?;
-    let mut request = http.post(&args.url).header("content-type", "application/sdp").body(offer.sdp);
+    let mut request = http.post(&args.url).header("content-type", "application/sdp").body(offer);
     if let Some(token) = &args.token {
         request = request.bearer_auth(token);
     }
@@ -263,6 +270,19 @@ async fn play_audio(track: Arc<TrackLocalStaticSample>, path: PathBuf, until: Op
 
 fn open(path: &Path) -> anyhow::Result<File> {
     File::open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// `sdp` saying of its Opus (payload type 111, webrtc-rs's) what OBS says of a stereo track: it
+/// will send stereo and takes it too (RFC 7587's `sprop-stereo` and `stereo`).
+fn offer_stereo(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len() + 32);
+    for line in sdp.split_inclusive('\n') {
+        match line.strip_prefix("a=fmtp:111 ") {
+            Some(parameters) => out.push_str(&format!("a=fmtp:111 {};stereo=1;sprop-stereo=1\r\n", parameters.trim_end())),
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// `sdp` with its candidates replaced by one host candidate at `addr`.

@@ -57,6 +57,7 @@ async fn chromium_publishes_720p30_at_full_rate_to_an_rtmp_ingest() {
     let recording = probe(&ingest.finished().await);
     assert_eq!((recording.width, recording.height), (1280, 720));
     assert_eq!(recording.audio_codec.as_deref(), Some("aac"));
+    assert_eq!(recording.audio_channels, Some(1), "Chromium offers mono and is not asked for stereo");
     recording.assert_monotonic();
     recording.assert_keyframes_within(2.0);
     let (fps, bps) = recording.video_rate_over_last(4.0);

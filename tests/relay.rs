@@ -18,7 +18,9 @@ async fn publishing_to_the_default_file_destination_records_h264_and_aac() {
     let relay = Relay::start(dir.path(), &["--audio-threads", "2"]).await;
     // Opus → AAC runs on the relay's audio workers, not on the async workers: as many as asked
     // for, started with the relay; a session holds a transcoder on one of them while it is live.
-    assert_eq!(relay.threads_named(AUDIO_THREAD), 2, "audio workers before any session");
+    // A thread names itself once it runs, which may be just after the relay is ready.
+    let named = wait_until(Duration::from_secs(5), || async { relay.threads_named(AUDIO_THREAD) == 2 }).await;
+    assert!(named.is_some(), "{} audio workers before any session", relay.threads_named(AUDIO_THREAD));
     let publisher = Publisher::start(&relay.whip("cam1"), MEDIA_SECONDS, &[]).await.expect("session accepted");
     let transcoding = wait_until(Duration::from_secs(5), || async { relay.metric("ivs_relay_audio_transcoders").await == 1.0 }).await;
     assert!(transcoding.is_some(), "{} transcoders for one live session", relay.metric("ivs_relay_audio_transcoders").await);
@@ -33,7 +35,9 @@ async fn publishing_to_the_default_file_destination_records_h264_and_aac() {
     assert_eq!(recordings.len(), 1, "{recordings:?}");
     let name = recordings[0].file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
     assert!(name.starts_with("cam1-") && name.ends_with(".flv"), "{name}");
-    probe(&recordings[0]).assert_good(1280, 720, MEDIA_SECONDS);
+    let recording = probe(&recordings[0]);
+    recording.assert_good(1280, 720, MEDIA_SECONDS);
+    assert_eq!(recording.audio_channels, Some(2), "the publisher offered stereo (sprop-stereo=1)");
     assert_eq!(relay.metric("ivs_relay_sessions").await, 0.0);
 }
 

@@ -450,3 +450,23 @@ async fn an_empty_token_variable_or_a_broken_destination_stops_the_relay_and_kee
     assert!(output.contains("--destination #1 is not usable"), "{output}");
     assert!(!output.contains("s3cr3t"), "the stream key was printed: {output}");
 }
+
+#[tokio::test]
+async fn the_answer_asks_for_stereo_audio_only_when_the_offer_sends_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(dir.path(), &[]).await;
+    let opus_format = |answer: &str| answer.lines().find(|l| l.starts_with("a=fmtp:111 ")).map(str::to_owned).unwrap_or_default();
+    // Chromium's own Opus line: no stereo asked for, so it sends mono and the AAC is mono.
+    let mono = common::offer::h264_offer().await;
+    let (status, _, answer) = post(&relay.whip("mono"), "application/sdp", mono.clone(), None, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(opus_format(&answer).starts_with("a=fmtp:111 minptime=10") && !answer.contains("stereo"), "{answer}");
+    // OBS's (libdatachannel's default profile): the answer takes its format, stereo=1 with it,
+    // so a stereo publisher sends stereo and the AAC is stereo.
+    let obs = "a=fmtp:111 minptime=10;maxaveragebitrate=96000;stereo=1;sprop-stereo=1;useinbandfec=1";
+    let stereo = mono.replace("a=fmtp:111 minptime=10;useinbandfec=1", obs);
+    assert_ne!(stereo, mono, "the offer's Opus line is not webrtc-rs's any more");
+    let (status, _, answer) = post(&relay.whip("stereo"), "application/sdp", stereo, None, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(opus_format(&answer).split(';').any(|p| p == "stereo=1"), "{answer}");
+}

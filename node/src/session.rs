@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::address::AddressPolicy;
 use crate::destination::Destination;
-use crate::media::aac::{AacFrame, OpusToAac};
+use crate::media::aac::{AacFrame, AudioFormat, OpusToAac};
 use crate::media::clock::Track;
 use crate::media::rtp::RtpPacket;
 use crate::media::{CoreConfig, Input, MediaCore, Output};
@@ -102,7 +102,7 @@ impl Session {
         if candidates.dropped > 0 {
             tracing::debug!(kept = candidates.kept, dropped = candidates.dropped, "offer's ICE candidates filtered");
         }
-        let transcoder = if summary.has_audio { Some(OpusToAac::new(params.aac_bitrate)?) } else { None };
+        let transcoder = summary.audio.map(|channels| OpusToAac::new(AudioFormat::new(channels, params.aac_bitrate))).transpose()?;
         let core = MediaCore::new(CoreConfig { audio: transcoder.as_ref().map(OpusToAac::track), ..CoreConfig::default() });
 
         // Dropped on any early return, the link closes the connection.
@@ -117,7 +117,7 @@ impl Session {
             client_policy: params.client_policy,
             tls: params.tls,
             dns: params.dns,
-            has_audio: summary.has_audio,
+            has_audio: summary.audio.is_some(),
             started: Instant::now(),
             runtime: transport.runtime(),
             first_keyframe: Arc::new(std::sync::Once::new()),
@@ -128,7 +128,7 @@ impl Session {
         }
         params.metrics.sessions.inc();
         params.metrics.sessions_started.inc();
-        tracing::info!(session = %params.id, stream = %params.stream, audio = summary.has_audio, "session started");
+        tracing::info!(session = %params.id, stream = %params.stream, audio = ?summary.audio, "session started");
 
         let audio = transcoder.map(|t| audio.open(t, &params.id)).transpose()?;
         let (control, control_rx) = mpsc::channel(8);

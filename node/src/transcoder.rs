@@ -248,6 +248,9 @@ impl Transcoding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::aac::{AudioFormat, Channels};
+
+    const STEREO: AudioFormat = AudioFormat { channels: Channels::Stereo, bitrate: 128_000 };
 
     fn opus_packets(count: u32) -> Vec<OpusPacket> {
         let mut encoder = opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).expect("encoder");
@@ -274,7 +277,7 @@ mod tests {
     async fn sessions_sharing_a_worker_each_get_their_own_frames_in_order() {
         let gauge = Gauge::default();
         let pool = AudioPool::start(1, gauge.clone()).expect("pool");
-        let transcoder = || OpusToAac::new(128_000).expect("transcoder");
+        let transcoder = || OpusToAac::new(STEREO).expect("transcoder");
         let (mut first, mut second) = (pool.open(transcoder(), "s1").expect("open"), pool.open(transcoder(), "s2").expect("open"));
         for packet in opus_packets(50) {
             assert!(first.submit(packet.clone()).expect("running"), "a queue of {QUEUE} holds 50 packets");
@@ -307,7 +310,7 @@ mod tests {
     fn sessions_are_spread_over_the_workers() {
         let pool = AudioPool::start(2, Gauge::default()).expect("pool");
         let streams: Vec<_> =
-            (0..4).map(|n| pool.open(OpusToAac::new(128_000).expect("transcoder"), &format!("s{n}")).expect("open")).collect();
+            (0..4).map(|n| pool.open(OpusToAac::new(STEREO).expect("transcoder"), &format!("s{n}")).expect("open")).collect();
         assert!(pool.workers.iter().all(|w| w.sessions.load(Ordering::Relaxed) == 2));
         drop(streams);
         assert!(pool.workers.iter().all(|w| w.sessions.load(Ordering::Relaxed) == 0));

@@ -41,7 +41,7 @@ pub const MEDIA_SECONDS: f64 = 6.0;
 pub fn media() -> &'static test_media::TestMedia {
     static MEDIA: OnceLock<test_media::TestMedia> = OnceLock::new();
     MEDIA.get_or_init(|| {
-        test_media::make(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("media"), "720p30", MEDIA_SECONDS, false)
+        test_media::make(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("media"), "720p30", MEDIA_SECONDS, false, 2)
             .expect("test media (ffmpeg)")
     })
 }

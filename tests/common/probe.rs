@@ -11,6 +11,7 @@ pub struct Probe {
     pub height: u64,
     pub audio_codec: Option<String>,
     pub audio_profile: Option<String>,
+    pub audio_channels: Option<u64>,
     pub duration: f64,
     /// (pts seconds, keyframe, bytes) of each video packet, in file order.
     pub video_packets: Vec<(f64, bool, u64)>,
@@ -46,6 +47,7 @@ pub fn probe(path: &Path) -> Probe {
         height: video.as_ref().and_then(|v| v["height"].as_u64()).unwrap_or(0),
         audio_codec: audio.as_ref().and_then(|a| a["codec_name"].as_str().map(str::to_owned)),
         audio_profile: audio.as_ref().and_then(|a| a["profile"].as_str().map(str::to_owned)),
+        audio_channels: audio.as_ref().and_then(|a| a["channels"].as_u64()),
         duration: json["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0),
         video_packets,
         audio_pts,

@@ -20,7 +20,6 @@ use thiserror::Error;
 use super::AacTrack;
 
 pub const SAMPLE_RATE: u32 = 48_000;
-const CHANNELS: usize = 2;
 /// Samples per channel in one AAC-LC frame.
 pub const AAC_FRAME_SAMPLES: usize = 1024;
 /// Longest Opus packet: 120 ms.
@@ -32,6 +31,58 @@ const CONCEALMENT_STEP: usize = 960;
 /// How far decoding may run ahead of the wall clock: a burst of packets held up by the network
 /// fits in it.
 const MAX_AHEAD: Duration = Duration::from_millis(500);
+
+/// The channels of the AAC track, chosen from what the offer says the publisher will send
+/// (RFC 7587's `sprop-stereo`, default mono): browsers send mono unless asked for stereo, and a
+/// mono track costs the encoder half of a stereo one. Opus may switch per packet, so the decoder
+/// mixes whatever comes to this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channels {
+    Mono,
+    Stereo,
+}
+
+impl Channels {
+    pub fn count(self) -> u8 {
+        match self {
+            Self::Mono => 1,
+            Self::Stereo => 2,
+        }
+    }
+
+    fn opus(self) -> opus::Channels {
+        match self {
+            Self::Mono => opus::Channels::Mono,
+            Self::Stereo => opus::Channels::Stereo,
+        }
+    }
+
+    fn fdk(self) -> ChannelMode {
+        match self {
+            Self::Mono => ChannelMode::Mono,
+            Self::Stereo => ChannelMode::Stereo,
+        }
+    }
+}
+
+/// What the AAC track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioFormat {
+    pub channels: Channels,
+    /// Bits per second.
+    pub bitrate: u32,
+}
+
+impl AudioFormat {
+    /// `stereo_bitrate` for stereo, half of it for mono: the same bits per channel.
+    pub fn new(channels: Channels, stereo_bitrate: u32) -> Self {
+        let bitrate = match channels {
+            Channels::Mono => stereo_bitrate / 2,
+            Channels::Stereo => stereo_bitrate,
+        };
+        Self { channels, bitrate }
+    }
+}
 
 /// Samples (per channel) the transcoder may still produce: refills at the sample rate, up to
 /// `MAX_AHEAD` worth.
@@ -87,8 +138,10 @@ pub struct OpusToAac {
     decoder: opus::Decoder,
     encoder: Encoder,
     track: AacTrack,
+    /// Interleaved samples per sample instant.
+    channels: usize,
     encoder_delay: i64,
-    /// Interleaved stereo PCM not yet encoded.
+    /// Interleaved PCM not yet encoded.
     pcm: Vec<i16>,
     /// Position of `pcm[0]`.
     pcm_start: i64,
@@ -108,28 +161,30 @@ impl std::fmt::Debug for OpusToAac {
 }
 
 impl OpusToAac {
-    /// AAC-LC stereo at `bitrate` bits per second.
-    pub fn new(bitrate: u32) -> Result<Self, TranscodeError> {
-        let decoder = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Stereo).map_err(TranscodeError::OpusInit)?;
+    /// AAC-LC in `format`.
+    pub fn new(format: AudioFormat) -> Result<Self, TranscodeError> {
+        let decoder = opus::Decoder::new(SAMPLE_RATE, format.channels.opus()).map_err(TranscodeError::OpusInit)?;
         let encoder = Encoder::new(EncoderParams {
-            bit_rate: BitRate::Cbr(bitrate),
+            bit_rate: BitRate::Cbr(format.bitrate),
             sample_rate: SAMPLE_RATE,
             transport: Transport::Raw,
-            channels: ChannelMode::Stereo,
+            channels: format.channels.fdk(),
             audio_object_type: AudioObjectType::Mpeg4LowComplexity,
         })
         .map_err(|e| TranscodeError::AacInit(e.to_string()))?;
         let info = encoder.info().map_err(|e| TranscodeError::AacInit(e.to_string()))?;
         let config_len = (info.confSize as usize).min(info.confBuf.len());
+        let channels = usize::from(format.channels.count());
         Ok(Self {
             decoder,
             encoder,
-            track: AacTrack { specific_config: Bytes::copy_from_slice(&info.confBuf[..config_len]), bitrate },
+            track: AacTrack { specific_config: Bytes::copy_from_slice(&info.confBuf[..config_len]), format },
+            channels,
             encoder_delay: info.nDelay.into(),
-            pcm: Vec::with_capacity(CHANNELS * (AAC_FRAME_SAMPLES + MAX_OPUS_SAMPLES)),
+            pcm: Vec::with_capacity(channels * (AAC_FRAME_SAMPLES + MAX_OPUS_SAMPLES)),
             pcm_start: 0,
             expected: None,
-            decoded: vec![0; CHANNELS * MAX_OPUS_SAMPLES],
+            decoded: vec![0; channels * MAX_OPUS_SAMPLES],
             encoded: vec![0; 8192],
             budget: RealTimeBudget::new(),
             over_budget: 0,
@@ -172,10 +227,10 @@ impl OpusToAac {
             Ok(samples) => samples,
             Err(e) => {
                 tracing::debug!(error = %e, "undecodable Opus packet, concealing");
-                self.decoder.decode(&[], &mut self.decoded[..CHANNELS * CONCEALMENT_STEP], false).unwrap_or(0)
+                self.decoder.decode(&[], &mut self.decoded[..self.channels * CONCEALMENT_STEP], false).unwrap_or(0)
             }
         };
-        self.pcm.extend_from_slice(&self.decoded[..samples * CHANNELS]);
+        self.pcm.extend_from_slice(&self.decoded[..samples * self.channels]);
         self.expected = Some(rtp + samples as i64);
         self.encode_ready(out)
     }
@@ -184,23 +239,23 @@ impl OpusToAac {
     fn conceal(&mut self, mut samples: i64) {
         while samples > 0 {
             let step = (samples as usize).min(CONCEALMENT_STEP);
-            let got = self.decoder.decode(&[], &mut self.decoded[..CHANNELS * step], false).unwrap_or(0);
+            let got = self.decoder.decode(&[], &mut self.decoded[..self.channels * step], false).unwrap_or(0);
             if got == 0 {
-                self.pcm.resize(self.pcm.len() + CHANNELS * step, 0);
+                self.pcm.resize(self.pcm.len() + self.channels * step, 0);
             } else {
-                self.pcm.extend_from_slice(&self.decoded[..got * CHANNELS]);
+                self.pcm.extend_from_slice(&self.decoded[..got * self.channels]);
             }
             samples -= step.max(got) as i64;
         }
     }
 
     fn encode_ready(&mut self, out: &mut Vec<AacFrame>) -> Result<(), TranscodeError> {
-        let frame_len = CHANNELS * AAC_FRAME_SAMPLES;
+        let frame_len = self.channels * AAC_FRAME_SAMPLES;
         let mut consumed = 0;
         while self.pcm.len() - consumed >= frame_len {
             let input = &self.pcm[consumed..consumed + frame_len];
             let info = self.encoder.encode(input, &mut self.encoded).map_err(|e| TranscodeError::AacEncode(e.to_string()))?;
-            let frame_start = self.pcm_start + (consumed / CHANNELS) as i64;
+            let frame_start = self.pcm_start + (consumed / self.channels) as i64;
             consumed += frame_len;
             if info.output_size > 0 {
                 out.push(AacFrame {
@@ -210,7 +265,7 @@ impl OpusToAac {
             }
         }
         self.pcm.drain(..consumed);
-        self.pcm_start += (consumed / CHANNELS) as i64;
+        self.pcm_start += (consumed / self.channels) as i64;
         Ok(())
     }
 }
@@ -225,16 +280,18 @@ mod tests {
         *T0.get_or_init(Instant::now) + Duration::from_millis(20 * n as u64)
     }
 
-    /// 20 ms Opus packets of a 440 Hz tone, made by libopus itself.
-    fn tone_packets(count: usize) -> Vec<Vec<u8>> {
-        let mut enc = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Stereo, opus::Application::Audio).expect("encoder");
+    const STEREO: AudioFormat = AudioFormat { channels: Channels::Stereo, bitrate: 128_000 };
+
+    /// 20 ms Opus packets of a 440 Hz tone in `channels`, made by libopus itself.
+    fn tone_packets_in(channels: Channels, count: usize) -> Vec<Vec<u8>> {
+        let mut enc = opus::Encoder::new(SAMPLE_RATE, channels.opus(), opus::Application::Audio).expect("encoder");
         (0..count)
             .map(|n| {
                 let pcm: Vec<i16> = (0..960)
                     .flat_map(|i| {
                         let t = (n * 960 + i) as f64 / f64::from(SAMPLE_RATE);
                         let s = ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16;
-                        [s, s]
+                        std::iter::repeat_n(s, channels.count().into())
                     })
                     .collect();
                 enc.encode_vec(&pcm, 4000).expect("encode")
@@ -242,16 +299,38 @@ mod tests {
             .collect()
     }
 
+    fn tone_packets(count: usize) -> Vec<Vec<u8>> {
+        tone_packets_in(Channels::Stereo, count)
+    }
+
     #[test]
-    fn audio_specific_config_says_aac_lc_48k_stereo() {
-        let t = OpusToAac::new(128_000).expect("transcoder");
-        // object type 2 (LC), frequency index 3 (48 kHz), channel configuration 2.
-        assert_eq!(&t.track().specific_config[..2], &[0x11, 0x90]);
+    fn audio_specific_config_says_aac_lc_48k_and_the_channels() {
+        // Object type 2 (LC), frequency index 3 (48 kHz), channel configuration 2 or 1.
+        let stereo = OpusToAac::new(STEREO).expect("transcoder");
+        assert_eq!(&stereo.track().specific_config[..2], &[0x11, 0x90]);
+        let mono = OpusToAac::new(AudioFormat::new(Channels::Mono, 128_000)).expect("transcoder");
+        assert_eq!(&mono.track().specific_config[..2], &[0x11, 0x88]);
+        assert_eq!(mono.track().format.bitrate, 64_000);
+    }
+
+    #[test]
+    fn either_track_takes_mono_and_stereo_packets_at_the_same_pace() {
+        // Opus may switch channels per packet, whatever the offer said.
+        for channels in [Channels::Mono, Channels::Stereo] {
+            let mut t = OpusToAac::new(AudioFormat::new(channels, 32_000)).expect("the lowest bitrate the relay takes");
+            let mut out = Vec::new();
+            let packets = tone_packets_in(Channels::Mono, 25).into_iter().chain(tone_packets_in(Channels::Stereo, 25));
+            for (n, packet) in packets.enumerate() {
+                t.push(at(n), n as i64 * 960, &packet, &mut out).expect("push");
+            }
+            assert!((44..=47).contains(&out.len()), "{channels:?}: {} frames", out.len());
+            assert!(out.windows(2).all(|pair| pair[1].rtp - pair[0].rtp == AAC_FRAME_SAMPLES as i64));
+        }
     }
 
     #[test]
     fn one_second_of_opus_becomes_about_47_aac_frames_spaced_1024_apart() {
-        let mut t = OpusToAac::new(128_000).expect("transcoder");
+        let mut t = OpusToAac::new(STEREO).expect("transcoder");
         let mut out = Vec::new();
         for (n, packet) in tone_packets(50).iter().enumerate() {
             t.push(at(n), 1000 + n as i64 * 960, packet, &mut out).expect("push");
@@ -266,7 +345,7 @@ mod tests {
     #[test]
     fn a_lost_packet_is_concealed_and_the_timeline_keeps_its_pace() {
         let packets = tone_packets(30);
-        let mut t = OpusToAac::new(128_000).expect("transcoder");
+        let mut t = OpusToAac::new(STEREO).expect("transcoder");
         let mut out = Vec::new();
         for (n, packet) in packets.iter().enumerate().filter(|(n, _)| *n != 10) {
             t.push(at(n), n as i64 * 960, packet, &mut out).expect("push");
@@ -278,7 +357,7 @@ mod tests {
 
     #[test]
     fn garbage_and_late_packets_do_not_break_it() {
-        let mut t = OpusToAac::new(128_000).expect("transcoder");
+        let mut t = OpusToAac::new(STEREO).expect("transcoder");
         let mut out = Vec::new();
         t.push(at(0), 0, &[0xff, 0xff, 0xff], &mut out).expect("garbage is concealed");
         t.push(at(1), 960, &tone_packets(1)[0], &mut out).expect("push");
@@ -291,7 +370,7 @@ mod tests {
         // sent every millisecond with a timestamp 100 ms further each time.
         let long = [0b0001_1001u8, 0];
         assert_eq!(opus::packet::get_nb_samples(&long, SAMPLE_RATE).expect("valid"), 5760);
-        let mut t = OpusToAac::new(128_000).expect("transcoder");
+        let mut t = OpusToAac::new(STEREO).expect("transcoder");
         let mut out = Vec::new();
         let t0 = Instant::now();
         for n in 0..1000i64 {

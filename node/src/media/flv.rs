@@ -4,6 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::aac::{AudioFormat, Channels};
 use super::h264::{AccessUnit, ParameterSets, VideoFormat};
 
 const CODEC_AVC: u8 = 7;
@@ -11,7 +12,8 @@ const FRAME_KEY: u8 = 1 << 4;
 const FRAME_INTER: u8 = 2 << 4;
 const AVC_SEQUENCE_HEADER: u8 = 0;
 const AVC_NALU: u8 = 1;
-/// SoundFormat AAC (10), 44 kHz flag (3: always for AAC), 16-bit, stereo.
+/// SoundFormat AAC (10), 44 kHz flag and stereo flag (always so for AAC: the
+/// AudioSpecificConfig says what the stream is), 16-bit.
 const AAC_SOUND_HEADER: u8 = (10 << 4) | (3 << 2) | (1 << 1) | 1;
 const AAC_SEQUENCE_HEADER: u8 = 0;
 const AAC_RAW: u8 = 1;
@@ -73,8 +75,7 @@ fn aac_body(packet_type: u8, data: &[u8]) -> Bytes {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StreamInfo {
     pub video: VideoFormat,
-    pub has_audio: bool,
-    pub audio_bitrate: u32,
+    pub audio: Option<AudioFormat>,
 }
 
 /// Frame rate announced when the SPS carries none: what browsers send at the default setting.
@@ -92,12 +93,12 @@ impl StreamInfo {
         m.video_height = Some(self.video.height);
         m.video_codec_id = Some(CODEC_AVC.into());
         m.video_frame_rate = Some(self.frame_rate() as f32);
-        if self.has_audio {
+        if let Some(audio) = self.audio {
             m.audio_codec_id = Some(10);
-            m.audio_bitrate_kbps = Some(self.audio_bitrate / 1000);
+            m.audio_bitrate_kbps = Some(audio.bitrate / 1000);
             m.audio_sample_rate = Some(super::aac::SAMPLE_RATE);
-            m.audio_channels = Some(2);
-            m.audio_is_stereo = Some(true);
+            m.audio_channels = Some(audio.channels.count().into());
+            m.audio_is_stereo = Some(audio.channels == Channels::Stereo);
         }
         m.encoder = Some(concat!("ivs-relay ", env!("CARGO_PKG_VERSION")).to_owned());
         m
@@ -111,11 +112,11 @@ impl StreamInfo {
         props.insert("height".to_owned(), Number(self.video.height.into()));
         props.insert("framerate".to_owned(), Number(self.frame_rate()));
         props.insert("videocodecid".to_owned(), Number(CODEC_AVC.into()));
-        if self.has_audio {
+        if let Some(audio) = self.audio {
             props.insert("audiocodecid".to_owned(), Number(10.0));
             props.insert("audiosamplerate".to_owned(), Number(super::aac::SAMPLE_RATE.into()));
-            props.insert("audiodatarate".to_owned(), Number(f64::from(self.audio_bitrate / 1000)));
-            props.insert("stereo".to_owned(), rml_amf0::Amf0Value::Boolean(true));
+            props.insert("audiodatarate".to_owned(), Number(f64::from(audio.bitrate / 1000)));
+            props.insert("stereo".to_owned(), rml_amf0::Amf0Value::Boolean(audio.channels == Channels::Stereo));
         }
         props.insert("encoder".to_owned(), Utf8String(concat!("ivs-relay ", env!("CARGO_PKG_VERSION")).to_owned()));
         let values = vec![Utf8String("onMetaData".to_owned()), Object(props)];
@@ -183,8 +184,7 @@ mod tests {
     fn metadata_names_size_rate_and_codecs() {
         let info = StreamInfo {
             video: VideoFormat { width: 1280, height: 720, frame_rate: None, profile_idc: 66, level_idc: 31 },
-            has_audio: true,
-            audio_bitrate: 128_000,
+            audio: Some(AudioFormat::new(Channels::Mono, 128_000)),
         };
         let body = info.script_tag_body();
         let values = rml_amf0::deserialize(&mut &body[..]).expect("valid AMF0");
@@ -193,5 +193,7 @@ mod tests {
         assert_eq!(props["width"], rml_amf0::Amf0Value::Number(1280.0));
         assert_eq!(props["framerate"], rml_amf0::Amf0Value::Number(30.0));
         assert_eq!(props["audiocodecid"], rml_amf0::Amf0Value::Number(10.0));
+        assert_eq!(props["audiodatarate"], rml_amf0::Amf0Value::Number(64.0));
+        assert_eq!(props["stereo"], rml_amf0::Amf0Value::Boolean(false));
     }
 }

@@ -45,11 +45,11 @@ pub struct CoreConfig {
     pub audio: Option<AacTrack>,
 }
 
-/// What the FLV stream says of its audio: the encoder's AudioSpecificConfig and bitrate.
+/// What the FLV stream says of its audio: the encoder's AudioSpecificConfig, channels and bitrate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AacTrack {
     pub specific_config: Bytes,
-    pub bitrate: u32,
+    pub format: aac::AudioFormat,
 }
 
 impl Default for CoreConfig {
@@ -358,11 +358,7 @@ impl MediaCore {
 
     fn push_metadata(&mut self, now: Instant) {
         let Some(video) = self.format else { return };
-        let info = StreamInfo {
-            video,
-            has_audio: self.config.audio.is_some(),
-            audio_bitrate: self.config.audio.as_ref().map_or(0, |audio| audio.bitrate),
-        };
+        let info = StreamInfo { video, audio: self.config.audio.as_ref().map(|audio| audio.format) };
         let tag = Tag {
             kind: TagKind::Metadata,
             timestamp_ms: self.last_video_ms,
@@ -417,7 +413,7 @@ mod tests {
 
     /// A core with audio, and the transcoder a session would run for it.
     fn core_with_audio() -> (MediaCore, aac::OpusToAac) {
-        let transcoder = aac::OpusToAac::new(128_000).expect("transcoder");
+        let transcoder = aac::OpusToAac::new(aac::AudioFormat::new(aac::Channels::Stereo, 128_000)).expect("transcoder");
         (MediaCore::new(CoreConfig { audio: Some(transcoder.track()), ..CoreConfig::default() }), transcoder)
     }
 
