@@ -8,6 +8,7 @@
 
 pub mod demux;
 mod media_loop;
+mod receive;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
