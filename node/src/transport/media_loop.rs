@@ -2,13 +2,6 @@
 //! Each turn it takes commands (new connections first, so a publisher's first check finds its
 //! connection), reads every datagram queued on the socket, runs the timers that are due, and
 //! then hands each session what was read for it in one batch.
-//!
-//! The socket is read on a clock (`READ_INTERVAL`), not when it becomes readable: it is not
-//! registered with the runtime at all, so arriving datagrams never wake the thread. Woken per
-//! datagram, the thread switched in ~1,700 times a second at 10 publishers (each switch an
-//! epoll wait and an empty read besides the datagram's), more with every publisher; on the
-//! clock it wakes 1,000 times a second however many there are and takes what came in between,
-//! 32 datagrams a system call (`receive`), each stamped with when the kernel took it in.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -25,29 +18,18 @@ use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use std::net::UdpSocket;
-
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::demux::{PeerId, Routes};
-use super::receive::BatchReceiver;
 use super::{PeerEvent, SESSION_QUEUE};
 use crate::media::clock::Track;
 use crate::media::rtp::RtpPacket;
 use crate::peer::Answered;
 
-/// How often the socket is read while any connection is open: about this long (the timer's
-/// granularity is a millisecond too) does a datagram wait to be read, against video's added
-/// latency target of 5 ms at p99 (video p99 at 10 / 50 streams: 2.4 / 3.5 ms reading every 1 ms,
-/// 3.6 / 5.9 ms every 2 ms, for no measurable difference in CPU); the socket's receive buffer
-/// (8 MiB) holds far more than this long of every session's media.
-const READ_INTERVAL: Duration = Duration::from_millis(1);
-
-/// Most batches taken in one read, so that a flood cannot hold the thread (and every session's
-/// tags) for longer than this many datagrams cost (16 × 32: ~250k a second, 18 times what 50
-/// publishers send).
-const MOST_BATCHES_PER_READ: usize = 16;
+/// Larger than any datagram a publisher sends (its MTU is ~1200-1500 bytes).
+const DATAGRAM: usize = 2048;
 
 pub enum Command {
     Adopt { id: PeerId, answered: Box<Answered>, events: mpsc::Sender<Vec<PeerEvent>> },
@@ -84,7 +66,7 @@ impl Peer {
             routes.learn(id, to);
             // A full send buffer loses the datagram, as the network would; the stack repeats
             // what matters (checks, handshakes, feedback).
-            let _ = socket.send_to(&datagram.message, to);
+            let _ = socket.try_send_to(&datagram.message, to);
         }
         while let Some(event) = self.pc.poll_event() {
             match event {
@@ -288,34 +270,32 @@ impl MediaLoop {
         at.into()
     }
 
-    /// Takes what the socket holds (up to `MOST_BATCHES_PER_READ` batches).
-    fn read(&mut self, receiver: &mut BatchReceiver) {
-        for _ in 0..MOST_BATCHES_PER_READ {
-            match receiver.receive(|datagram, from, arrived| self.datagram(datagram, from, arrived)) {
-                Ok(0) => return,
-                Ok(_) => {}
-                // An ICMP error for an earlier send, reported on this read: not fatal.
-                Err(e) => tracing::trace!(error = %e, "media socket read"),
-            }
-        }
-    }
-
-    async fn run(mut self, mut receiver: BatchReceiver) {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; DATAGRAM];
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
-        let mut reads = tokio::time::interval(READ_INTERVAL);
-        reads.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             timer.as_mut().reset(self.next_deadline());
-            // With no connection open nothing on the socket is for anyone: the thread sleeps.
-            let reading = !self.peers.is_empty();
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => return, // the relay is gone
                 },
-                _ = reads.tick(), if reading => self.read(&mut receiver),
+                readable = self.socket.readable() => {
+                    if let Err(e) = readable {
+                        tracing::error!(error = %e, "media socket failed");
+                        return;
+                    }
+                    loop {
+                        match self.socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => self.datagram(&buf[..n], from, Instant::now()),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            // An ICMP error for an earlier send, reported on this one: not fatal.
+                            Err(e) => tracing::trace!(error = %e, "media socket read"),
+                        }
+                    }
+                }
                 () = &mut timer => self.timeouts(),
             }
             self.settle();
@@ -323,12 +303,12 @@ impl MediaLoop {
     }
 }
 
-/// The media thread's loop, run on its own single-threaded runtime. `socket` is non-blocking.
-pub async fn run(socket: UdpSocket, local: SocketAddr, commands: mpsc::UnboundedReceiver<Command>) {
-    let receiver = match BatchReceiver::new(&socket) {
-        Ok(receiver) => receiver,
+/// The media thread's loop, run on its own single-threaded runtime.
+pub async fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc::UnboundedReceiver<Command>) {
+    let socket = match UdpSocket::from_std(socket) {
+        Ok(socket) => socket,
         Err(e) => {
-            tracing::error!(error = %e, "cannot set up reading the media socket");
+            tracing::error!(error = %e, "cannot register the media socket");
             return;
         }
     };
@@ -341,5 +321,5 @@ pub async fn run(socket: UdpSocket, local: SocketAddr, commands: mpsc::Unbounded
         timers: BTreeSet::new(),
         touched: Vec::new(),
     };
-    media.run(receiver).await;
+    media.run().await;
 }

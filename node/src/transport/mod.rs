@@ -8,7 +8,6 @@
 
 pub mod demux;
 mod media_loop;
-mod receive;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
