@@ -93,7 +93,7 @@ pub struct StreamingArgs {
     #[arg(long, env = "IVS_RELAY_MAX_SESSIONS", default_value_t = 100)]
     pub max_sessions: usize,
 
-    /// AAC bit rate (bits/s) of the transcoded audio.
+    /// AAC bit rate (bits/s) of stereo audio; mono audio (what browsers send) gets half.
     #[arg(long, env = "IVS_RELAY_AAC_BITRATE", default_value_t = 128_000)]
     pub aac_bitrate: u32,
 
