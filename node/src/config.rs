@@ -101,6 +101,12 @@ pub struct StreamingArgs {
     #[arg(long, env = "IVS_RELAY_AUDIO_THREADS")]
     pub audio_threads: Option<std::num::NonZeroUsize>,
 
+    /// Receive moderation, in microseconds: while datagrams keep coming, the media thread wakes at
+    /// most once per this long and takes all that arrived meanwhile (fewer context switches, at up
+    /// to this much added latency, which the latency metrics count); 0 wakes it per datagram.
+    #[arg(long, env = "IVS_RELAY_RX_COALESCE_US", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=MAX_RX_COALESCE_US))]
+    pub rx_coalesce_us: u64,
+
     /// Playback URL (HLS) of the default destination, shown by the web app's player.
     #[arg(long, env = "IVS_RELAY_PLAYBACK_URL")]
     pub playback_url: Option<String>,
@@ -113,6 +119,10 @@ pub struct StreamingArgs {
     #[arg(long, env = "IVS_RELAY_POSTS_PER_MINUTE", default_value_t = 60)]
     pub posts_per_minute: u32,
 }
+
+/// Longest receive moderation window: a datagram waits at most this long, and video's added
+/// latency target is 5 ms at p99 (ARCHITECTURE.md).
+const MAX_RX_COALESCE_US: u64 = 5000;
 
 /// Where the relay runs, which decides what it trusts on the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +189,8 @@ pub struct RelayConfig {
     pub max_sessions: usize,
     pub aac_bitrate: u32,
     pub audio_threads: std::num::NonZeroUsize,
+    /// The media thread's receive moderation window (`transport::moderation`).
+    pub receive_window: Duration,
     pub playback_url: Option<String>,
     /// ECS task scale-in protection while sessions are live (deployed tasks only).
     pub task_protection: Option<ProtectionSettings>,
@@ -243,6 +255,7 @@ impl RelayConfig {
             audio_threads: args
                 .audio_threads
                 .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)),
+            receive_window: Duration::from_micros(args.rx_coalesce_us),
             playback_url: args.playback_url,
             task_protection: None,
         })
@@ -356,5 +369,15 @@ mod tests {
         let local =
             RelayConfig::new("127.0.0.1:0".parse().expect("addr"), HttpSecurity::Plain, cli.streaming, Exposure::Local).expect("valid");
         assert!(local.ice_candidates.permits("192.168.1.2".parse().expect("ip")));
+    }
+
+    #[test]
+    fn receive_moderation_is_two_milliseconds_unless_asked_and_never_past_the_latency_target() {
+        let default = config(&["--destination", "file://x.flv"]).expect("valid");
+        assert_eq!(default.receive_window, Duration::from_millis(2));
+        let off = config(&["--destination", "file://x.flv", "--rx-coalesce-us", "0"]).expect("valid");
+        assert_eq!(off.receive_window, Duration::ZERO);
+        let error = parse(&["--destination", "file://x.flv", "--rx-coalesce-us", "5001"]).expect_err("refused").to_string();
+        assert!(error.contains("--rx-coalesce-us") && error.contains("0..=5000"), "{error}");
     }
 }

@@ -54,6 +54,7 @@ pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
         bind: SocketAddr::new(if loopback_only { config.listen.ip() } else { [0, 0, 0, 0].into() }, config.udp_port),
         public_ip: config.public_ip,
         loopback_only,
+        receive_window: config.receive_window,
     };
     let transport = Transport::start(&ice)?;
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -8,11 +8,13 @@
 
 pub mod demux;
 mod media_loop;
+mod moderation;
+mod receive;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -38,6 +40,9 @@ pub struct IceSettings {
     pub public_ip: Option<IpAddr>,
     /// Only loopback candidates: `ivsctl local` on 127.0.0.1.
     pub loopback_only: bool,
+    /// While busy, the media thread wakes at most once per this long (`moderation`); zero: on
+    /// every datagram.
+    pub receive_window: Duration,
 }
 
 /// What a session's connection tells it.
@@ -90,7 +95,22 @@ impl Transport {
         anyhow::ensure!(!candidates.is_empty(), "no address to advertise for WebRTC: give --public-ip or --stun");
         tracing::info!(?candidates, "WebRTC media on one UDP port");
         let (commands, inbox) = mpsc::unbounded_channel();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+        let moderation = Arc::new(Mutex::new(moderation::Moderation::new(ice.receive_window)));
+        let woke = moderation.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .on_thread_unpark(move || woke.lock().unwrap_or_else(|p| p.into_inner()).woke(Instant::now()))
+            // Runs once every task on the thread has had its turn, right before the thread waits
+            // for the socket, its timers or its channels: what arrives meanwhile waits, for at
+            // most a window, to be taken in the next wake-up.
+            .on_thread_park(move || {
+                let rest = moderation.lock().unwrap_or_else(|p| p.into_inner()).rest(Instant::now());
+                if let Some(rest) = rest {
+                    std::thread::sleep(rest);
+                }
+            })
+            .build()?;
         let handle = runtime.handle().clone();
         std::thread::Builder::new()
             .name(THREAD_NAME.into())
