@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let seed = measure_seed(&args, first, &media, rtmp_port).await?;
 
     println!(
-        "{:<24}{:>9}{:>7}{:>14}{:>16}{:>14}{:>10}{:>22}{:>22}{:>24}",
+        "{:<24}{:>9}{:>7}{:>14}{:>16}{:>14}{:>10}{:>22}{:>22}{:>24}{:>16}",
         "engine",
         "streams",
         "dests",
@@ -94,11 +94,12 @@ async fn main() -> anyhow::Result<()> {
         "live",
         "video p50/p99 ms",
         "audio p50/p99 ms",
-        "1st keyframe p50/p99"
+        "1st keyframe p50/p99",
+        "datagrams/wake"
     );
     for (streams, destinations, relay) in &rows {
         println!(
-            "{:<24}{:>9}{:>7}{:>9.2} Mb/s{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}{:>24}",
+            "{:<24}{:>9}{:>7}{:>9.2} Mb/s{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}{:>24}{:>16.1}",
             "ivs-relay",
             streams,
             destinations,
@@ -109,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
             format!("{:.2} / {:.2}", relay.video_p50_ms, relay.video_p99_ms),
             format!("{:.2} / {:.2}", relay.audio_p50_ms, relay.audio_p99_ms),
             format!("{:.0} / {:.0} ms", relay.first_keyframe_ms.0, relay.first_keyframe_ms.1),
+            relay.datagrams_per_wakeup,
         );
     }
     println!(
@@ -199,6 +201,8 @@ struct RelayFigures {
     audio_p50_ms: f64,
     audio_p99_ms: f64,
     live: usize,
+    /// What the media thread read per wake-up (receive moderation).
+    datagrams_per_wakeup: f64,
 }
 
 async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: &Media, rtmp_port: u16) -> anyhow::Result<RelayFigures> {
@@ -266,6 +270,8 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
     let first_keyframe = quantiles("", &metrics, "ivs_relay_first_keyframe_seconds_bucket{", "");
     let received = "ivs_relay_rtp_received_bytes_total";
     let bytes_in = gauge(&metrics, received) - gauge(&before_metrics, received);
+    let counted = |name: &str| gauge(&metrics, name) - gauge(&before_metrics, name);
+    let datagrams_per_wakeup = counted("ivs_relay_media_datagrams_total") / counted("ivs_relay_media_wakeups_total").max(1.0);
     for mut p in publishers {
         let _ = p.kill().await;
     }
@@ -282,6 +288,7 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
         audio_p50_ms: audio.0,
         audio_p99_ms: audio.1,
         live,
+        datagrams_per_wakeup,
     })
 }
 

@@ -170,9 +170,10 @@ async fn https_with_a_certificate_made_at_start() {
     assert_eq!(recordings.len(), 1);
 }
 
-/// Held by the churn test, which takes both cores for seconds, and by the loss test, whose
-/// retransmissions must come back within the relay's 300 ms wait: on a starved machine a keyframe
-/// goes unrepaired and the next one is late, which is the machine's doing, not the relay's.
+/// Held by the churn test, which takes both cores for seconds, by the loss test, whose
+/// retransmissions must come back within the relay's 300 ms wait (on a starved machine a keyframe
+/// goes unrepaired and the next one is late, which is the machine's doing, not the relay's), and
+/// by the moderation test, whose four publishers must keep real time.
 static CORES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
@@ -211,6 +212,35 @@ async fn five_percent_loss_and_reordering_are_repaired_and_what_reaches_the_inge
 }
 
 /// The relay's resident memory, from /proc.
+#[tokio::test]
+async fn while_datagrams_keep_coming_the_media_thread_takes_several_per_wake_up() {
+    // Four publishers send ~1,300 datagrams a second; with a 5 ms window the media thread wakes
+    // at most 200 times a second while they do (woken per datagram, it took 1-2 per wake-up).
+    // The publishers must keep real time: the machine is not shared with the heaviest tests.
+    let _cores = CORES.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(dir.path(), &["--rx-coalesce-us", "5000"]).await;
+    let mut publishers = Vec::new();
+    for n in 0..4 {
+        publishers.push(Publisher::start(&relay.whip(&format!("cam{n}")), 4.0, &[]).await.expect("session accepted"));
+    }
+    let counters =
+        || async { (relay.metric("ivs_relay_media_datagrams_total").await, relay.metric("ivs_relay_media_wakeups_total").await) };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (datagrams, wakeups) = counters().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (datagrams, wakeups) = {
+        let (d, w) = counters().await;
+        (d - datagrams, w - wakeups)
+    };
+    for publisher in publishers {
+        publisher.finish().await;
+    }
+    assert!(datagrams > 1500.0, "{datagrams} datagrams in 2 s from four publishers");
+    let per_wakeup = datagrams / wakeups;
+    assert!(per_wakeup >= 3.0, "{per_wakeup:.1} datagrams per wake-up ({datagrams} in {wakeups})");
+}
+
 fn rss_mib(relay: &Relay) -> f64 {
     let pid = relay.child.id().expect("running");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -53,6 +53,15 @@ pub struct Metrics {
     pub relay_latency: Family<TrackLabel, Histogram>,
     /// Time from a session's start (its offer answered) to its first keyframe leaving for the ingest.
     pub first_keyframe: Histogram,
+    /// What the media thread does; datagrams per wake-up is what receive moderation buys.
+    pub media: MediaCounters,
+}
+
+/// The media thread's counters (`transport`).
+#[derive(Clone, Debug, Default)]
+pub struct MediaCounters {
+    pub wakeups: Counter,
+    pub datagrams: Counter,
 }
 
 impl Default for Metrics {
@@ -87,6 +96,7 @@ impl Metrics {
             relay_latency: Family::new_with_constructor(latency_histogram),
             // 0.1 s .. 10 s: the target on loopback is 1.5 s.
             first_keyframe: Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
+            media: MediaCounters::default(),
             registry: Registry::default(),
         };
         registry.register("sessions", "WHIP sessions open now", metrics.sessions.clone());
@@ -124,6 +134,12 @@ impl Metrics {
             "Offer answered to the session's first keyframe sent to the ingest",
             metrics.first_keyframe.clone(),
         );
+        registry.register(
+            "media_wakeups",
+            "Times the media thread woke up (receive moderation keeps this below one per datagram)",
+            metrics.media.wakeups.clone(),
+        );
+        registry.register("media_datagrams", "Datagrams read from the WebRTC media socket", metrics.media.datagrams.clone());
         Self { registry, ..metrics }
     }
 

@@ -64,9 +64,9 @@ impl Drop for Reservation {
 }
 
 impl Relay {
-    /// The relay of `config`, on the media thread `transport`; starts its audio workers.
-    pub fn new(config: RelayConfig, transport: Transport) -> std::io::Result<Self> {
-        let metrics = Arc::new(Metrics::new());
+    /// The relay of `config`, on the media thread `transport` (which counts into `metrics`);
+    /// starts its audio workers.
+    pub fn new(config: RelayConfig, transport: Transport, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let audio = AudioPool::start(config.audio_threads.get(), metrics.audio_transcoders.clone())?;
         Ok(Self {
             post_rate: PostRateLimit::per_minute(config.http_limits.posts_per_minute),

@@ -56,14 +56,15 @@ pub async fn start(mut config: RelayConfig) -> anyhow::Result<Running> {
         loopback_only,
         receive_window: config.receive_window,
     };
-    let transport = Transport::start(&ice)?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let transport = Transport::start(&ice, metrics.media.clone())?;
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
     let http_addr = listener.local_addr()?;
     let security = config.http.clone();
     let limits = config.http_limits.clone();
     let protection = config.task_protection.clone();
-    let relay = Arc::new(Relay::new(config, transport).context("cannot start the audio threads")?);
+    let relay = Arc::new(Relay::new(config, transport, metrics).context("cannot start the audio threads")?);
     if let Some(settings) = protection {
         tokio::spawn(crate::protection::maintain(settings, relay.watch_sessions(), relay.protection.clone()));
     }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use prometheus_client::metrics::counter::Counter;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -160,6 +161,8 @@ struct MediaLoop {
     timers: BTreeSet<(Instant, PeerId)>,
     /// Connections read from this turn, to flush and reschedule.
     touched: Vec<PeerId>,
+    /// Datagrams read, for `/metrics`.
+    datagrams: Counter,
 }
 
 impl MediaLoop {
@@ -284,7 +287,8 @@ impl MediaLoop {
         use std::io::ErrorKind::{ConnectionRefused, ConnectionReset, HostUnreachable, Interrupted, NetworkUnreachable, WouldBlock};
         for _ in 0..MOST_BATCHES_PER_TURN {
             match self.socket.try_io(Interest::READABLE, || receiver.fill(&self.socket)) {
-                Ok(_) => {
+                Ok(taken) => {
+                    self.datagrams.inc_by(taken as u64);
                     for (datagram, from, arrived) in receiver.datagrams() {
                         self.datagram(datagram, from, arrived);
                     }
@@ -330,7 +334,7 @@ impl MediaLoop {
 }
 
 /// The media thread's loop, run on its own single-threaded runtime.
-pub async fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc::UnboundedReceiver<Command>) {
+pub async fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc::UnboundedReceiver<Command>, datagrams: Counter) {
     let socket = match UdpSocket::from_std(socket) {
         Ok(socket) => socket,
         Err(e) => {
@@ -353,6 +357,7 @@ pub async fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc:
         routes: Routes::default(),
         timers: BTreeSet::new(),
         touched: Vec::new(),
+        datagrams,
     };
     media.run(receiver).await;
 }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::media::clock::Track;
 use crate::media::rtp::RtpPacket;
+use crate::metrics::MediaCounters;
 use crate::peer::{self, NegotiationError};
 use demux::PeerId;
 
@@ -87,8 +88,8 @@ impl Drop for PeerLink {
 pub type PeerEvents = mpsc::Receiver<Vec<PeerEvent>>;
 
 impl Transport {
-    /// Binds the socket and starts the media thread.
-    pub fn start(ice: &IceSettings) -> anyhow::Result<Self> {
+    /// Binds the socket and starts the media thread, which counts what it does in `counters`.
+    pub fn start(ice: &IceSettings, counters: MediaCounters) -> anyhow::Result<Self> {
         let socket = media_socket(ice.bind)?;
         let local = socket.local_addr()?;
         let candidates: Arc<[SocketAddr]> = advertised(ice).into_iter().map(|ip| SocketAddr::new(ip, local.port())).collect();
@@ -96,11 +97,14 @@ impl Transport {
         tracing::info!(?candidates, "WebRTC media on one UDP port");
         let (commands, inbox) = mpsc::unbounded_channel();
         let moderation = Arc::new(Mutex::new(moderation::Moderation::new(ice.receive_window)));
-        let woke = moderation.clone();
+        let (woke, wakeups) = (moderation.clone(), counters.wakeups.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
-            .on_thread_unpark(move || woke.lock().unwrap_or_else(|p| p.into_inner()).woke(Instant::now()))
+            .on_thread_unpark(move || {
+                wakeups.inc();
+                woke.lock().unwrap_or_else(|p| p.into_inner()).woke(Instant::now());
+            })
             // Runs once every task on the thread has had its turn, right before the thread waits
             // for the socket, its timers or its channels: what arrives meanwhile waits, for at
             // most a window, to be taken in the next wake-up.
@@ -114,7 +118,7 @@ impl Transport {
         let handle = runtime.handle().clone();
         std::thread::Builder::new()
             .name(THREAD_NAME.into())
-            .spawn(move || runtime.block_on(media_loop::run(socket, local, inbox)))
+            .spawn(move || runtime.block_on(media_loop::run(socket, local, inbox, counters.datagrams)))
             .context("cannot start the media thread")?;
         Ok(Self { commands, runtime: handle, candidates, next_id: AtomicU64::new(1) })
     }
