@@ -12,8 +12,8 @@ mod moderation;
 mod receive;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -96,25 +96,7 @@ impl Transport {
         anyhow::ensure!(!candidates.is_empty(), "no address to advertise for WebRTC: give --public-ip or --stun");
         tracing::info!(?candidates, "WebRTC media on one UDP port");
         let (commands, inbox) = mpsc::unbounded_channel();
-        let moderation = Arc::new(Mutex::new(moderation::Moderation::new(ice.receive_window)));
-        let (woke, wakeups) = (moderation.clone(), counters.wakeups.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .on_thread_unpark(move || {
-                wakeups.inc();
-                woke.lock().unwrap_or_else(|p| p.into_inner()).woke(Instant::now());
-            })
-            // Runs once every task on the thread has had its turn, right before the thread waits
-            // for the socket, its timers or its channels: what arrives meanwhile waits, for at
-            // most a window, to be taken in the next wake-up.
-            .on_thread_park(move || {
-                let rest = moderation.lock().unwrap_or_else(|p| p.into_inner()).rest(Instant::now());
-                if let Some(rest) = rest {
-                    std::thread::sleep(rest);
-                }
-            })
-            .build()?;
+        let runtime = moderation::runtime(ice.receive_window, counters.wakeups.clone())?;
         let handle = runtime.handle().clone();
         std::thread::Builder::new()
             .name(THREAD_NAME.into())

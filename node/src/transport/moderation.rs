@@ -11,7 +11,35 @@
 //! stamps its arrival: `receive`). Everything else on the media thread (timers, commands, the
 //! audio workers' frames, the ingests' sockets) may wait as long.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+
+/// The media thread's runtime (one thread, I/O and timers), moderated by `window` and counting
+/// its wake-ups in `wakeups`.
+pub fn runtime(window: Duration, wakeups: Counter) -> std::io::Result<tokio::runtime::Runtime> {
+    let moderation = Arc::new(Mutex::new(Moderation::new(window)));
+    let woke = moderation.clone();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .on_thread_unpark(move || {
+            wakeups.inc();
+            woke.lock().unwrap_or_else(|p| p.into_inner()).woke(Instant::now());
+        })
+        // Runs once every task on the thread has had its turn, right before the thread waits for
+        // the socket, its timers or its channels: so nothing already read waits on the rest, and
+        // a sleep is precise to tens of microseconds where the runtime's timers round up to the
+        // next millisecond.
+        .on_thread_park(move || {
+            let rest = moderation.lock().unwrap_or_else(|p| p.into_inner()).rest(Instant::now());
+            if let Some(rest) = rest {
+                std::thread::sleep(rest);
+            }
+        })
+        .build()
+}
 
 /// Wake-ups further apart than this many windows mean the thread is not busy.
 const BUSY_GAP_WINDOWS: u32 = 2;
