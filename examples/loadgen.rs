@@ -268,9 +268,9 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
     let (video, audio) = (latency(&before_metrics, &metrics, "video"), latency(&before_metrics, &metrics, "audio"));
     // Every session started before the first scrape: the whole histogram.
     let first_keyframe = quantiles("", &metrics, "ivs_relay_first_keyframe_seconds_bucket{", "");
-    let received = "ivs_relay_rtp_received_bytes_total";
-    let bytes_in = gauge(&metrics, received) - gauge(&before_metrics, received);
+    // What a counter grew by over the measured window.
     let counted = |name: &str| gauge(&metrics, name) - gauge(&before_metrics, name);
+    let bytes_in = counted("ivs_relay_rtp_received_bytes_total");
     let datagrams_per_wakeup = counted("ivs_relay_media_datagrams_total") / counted("ivs_relay_media_wakeups_total").max(1.0);
     for mut p in publishers {
         let _ = p.kill().await;

@@ -211,7 +211,6 @@ async fn five_percent_loss_and_reordering_are_repaired_and_what_reaches_the_inge
     assert!(repaired > 0.0, "no packet was repaired (NACK retransmission) out of {dropped} dropped");
 }
 
-/// The relay's resident memory, from /proc.
 #[tokio::test]
 async fn while_datagrams_keep_coming_the_media_thread_takes_several_per_wake_up() {
     // Four publishers send ~1,300 datagrams a second; with a 5 ms window the media thread wakes
@@ -241,6 +240,7 @@ async fn while_datagrams_keep_coming_the_media_thread_takes_several_per_wake_up(
     assert!(per_wakeup >= 3.0, "{per_wakeup:.1} datagrams per wake-up ({datagrams} in {wakeups})");
 }
 
+/// The relay's resident memory, from /proc.
 fn rss_mib(relay: &Relay) -> f64 {
     let pid = relay.child.id().expect("running");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
