@@ -3,6 +3,11 @@
 //! media to the same ingest, and a side-by-side table of CPU and memory per stream and the
 //! relay's added latency (RTP in → FLV tag out, from its own histogram).
 //!
+//! Each engine's CPU is also split in two: what its audio (Opus → AAC) costs and what the rest
+//! (taking the media in, H.264 into FLV, RTMP out) does. For the relay the audio is its
+//! `ivs-audio` threads; for the seed it is the difference from the same ffmpeg run without
+//! audio (`-c:v copy` only), a third engine in the table.
+//!
 //! ```text
 //! cargo build --release -p ivs-relay && cargo build --examples
 //! cargo run --example loadgen -- --streams 10 --seconds 20
@@ -81,15 +86,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let first = args.streams.iter().copied().min().unwrap_or(10);
-    let seed = measure_seed(&args, first, &media, rtmp_port).await?;
+    let seed = measure_seed(&args, first, &media, rtmp_port, SeedAudio::OpusToAac).await?;
+    let seed_video = measure_seed(&args, first, &media, rtmp_port, SeedAudio::None).await?;
+    let seed_audio = seed.cpu_per_stream - seed_video.cpu_per_stream;
 
     println!(
-        "{:<24}{:>9}{:>7}{:>14}{:>16}{:>14}{:>10}{:>22}{:>22}{:>24}{:>16}",
+        "{:<28}{:>9}{:>7}{:>14}{:>16}{:>14}{:>14}{:>10}{:>22}{:>22}{:>24}{:>16}",
         "engine",
         "streams",
         "dests",
         "in/stream",
         "CPU/stream",
+        "of it audio",
         "RSS/stream",
         "live",
         "video p50/p99 ms",
@@ -99,12 +107,13 @@ async fn main() -> anyhow::Result<()> {
     );
     for (streams, destinations, relay) in &rows {
         println!(
-            "{:<24}{:>9}{:>7}{:>9.2} Mb/s{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}{:>24}{:>16.1}",
+            "{:<28}{:>9}{:>7}{:>9.2} Mb/s{:>14.2} %{:>12.2} %{:>10.2} MiB{:>10}{:>22}{:>22}{:>24}{:>16.1}",
             "ivs-relay",
             streams,
             destinations,
             relay.mbit_per_stream,
             relay.cpu_per_stream,
+            relay.audio_cpu_per_stream,
             relay.rss_per_stream_mib,
             format!("{}/{streams}", relay.live),
             format!("{:.2} / {:.2}", relay.video_p50_ms, relay.video_p99_ms),
@@ -113,18 +122,36 @@ async fn main() -> anyhow::Result<()> {
             relay.datagrams_per_wakeup,
         );
     }
-    println!(
-        "{:<24}{:>9}{:>7}{:>14}{:>14.2} %{:>10.2} MiB{:>10}{:>22}{:>22}",
-        "seed: ffmpeg per stream",
-        first,
-        1,
-        "-",
-        seed.cpu_per_stream,
-        seed.rss_per_stream_mib,
-        format!("{}/{first}", seed.live),
-        "n/a",
-        "n/a"
-    );
+    for (engine, figures, audio) in
+        [("seed: ffmpeg per stream", &seed, format!("{seed_audio:.2} %")), ("seed without audio", &seed_video, "-".to_owned())]
+    {
+        println!(
+            "{:<28}{:>9}{:>7}{:>14}{:>14.2} %{:>14}{:>10.2} MiB{:>10}{:>22}{:>22}",
+            engine,
+            first,
+            1,
+            "-",
+            figures.cpu_per_stream,
+            audio,
+            figures.rss_per_stream_mib,
+            format!("{}/{first}", figures.live),
+            "n/a",
+            "n/a"
+        );
+    }
+    // The relay against the seed at the same count, whole and in its two halves.
+    if let Some((_, _, relay)) = rows.iter().find(|r| r.0 == first && r.1 == 1) {
+        let ratio = |seed: f64, relay: f64| seed / relay.max(f64::EPSILON);
+        let rest = relay.cpu_per_stream - relay.audio_cpu_per_stream;
+        println!(
+            "{first} streams, seed ÷ relay CPU: {:.2}× in all; audio {:.2}× ({seed_audio:.2} / {:.2} %); the rest {:.2}× ({:.2} / {rest:.2} %)",
+            ratio(seed.cpu_per_stream, relay.cpu_per_stream),
+            ratio(seed_audio, relay.audio_cpu_per_stream),
+            relay.audio_cpu_per_stream,
+            ratio(seed_video.cpu_per_stream, rest),
+            seed_video.cpu_per_stream,
+        );
+    }
     if let Some((_, _, relay)) = rows.first() {
         println!("relay idle RSS {:.2} MiB", relay.idle_rss_mib);
     }
@@ -171,9 +198,7 @@ async fn start_nginx(work: &Path, port: u16) -> anyhow::Result<Child> {
 /// CPU time (seconds) and resident memory (bytes) of a process, from /proc.
 fn usage(pid: u32) -> anyhow::Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("stat format")?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()? + fields.get(12).context("stime")?.parse::<u64>()?;
+    let (_, cpu) = parse_stat(&stat).context("stat format")?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let rss_kib: u64 = status
         .lines()
@@ -181,15 +206,38 @@ fn usage(pid: u32) -> anyhow::Result<(f64, u64)> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Ok((ticks as f64 / 100.0, rss_kib * 1024))
+    Ok((cpu, rss_kib * 1024))
+}
+
+/// The name and the CPU time (seconds, user + system) in a /proc `stat` line.
+fn parse_stat(stat: &str) -> Option<(&str, f64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((name, ticks as f64 / 100.0))
 }
 
 fn total_usage(pids: &[u32]) -> (f64, u64) {
     pids.iter().filter_map(|p| usage(*p).ok()).fold((0.0, 0), |(c, r), (c2, r2)| (c + c2, r + r2))
 }
 
+/// The name the relay's transcoding threads carry (`ivs_relay::transcoder::THREAD_NAME`).
+const AUDIO_THREADS: &str = "ivs-audio";
+
+/// CPU time (seconds) of the threads of `pid` named `name`, from /proc.
+fn threads_cpu(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| parse_stat(&stat).filter(|(thread, _)| *thread == name).map(|(_, cpu)| cpu))
+        .sum()
+}
+
 struct RelayFigures {
     cpu_per_stream: f64,
+    /// Of that, the `ivs-audio` threads: decoding Opus and encoding AAC.
+    audio_cpu_per_stream: f64,
     /// RTP payload the relay took in, per stream: 2.6 Mbit/s when the publishers keep real time.
     mbit_per_stream: f64,
     /// Offer answered → first keyframe sent to the ingest, p50 and p99 (ms).
@@ -254,9 +302,11 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
     tokio::time::sleep(WARM_UP).await;
     let before_metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
     let (cpu0, _) = usage(pid)?;
+    let audio0 = threads_cpu(pid, AUDIO_THREADS);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let (cpu1, rss) = usage(pid)?;
+    let audio1 = threads_cpu(pid, AUDIO_THREADS);
     let wall = started.elapsed().as_secs_f64();
     let metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
     let live = gauge(&metrics, "ivs_relay_sessions") as usize;
@@ -279,6 +329,7 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
     let n = streams as f64;
     Ok(RelayFigures {
         cpu_per_stream: (cpu1 - cpu0) / wall * 100.0 / n,
+        audio_cpu_per_stream: (audio1 - audio0) / wall * 100.0 / n,
         mbit_per_stream: bytes_in * 8.0 / wall / n / 1e6,
         first_keyframe_ms: first_keyframe,
         rss_per_stream_mib: (rss.saturating_sub(idle_rss)) as f64 / n / 1048576.0,
@@ -298,32 +349,33 @@ struct SeedFigures {
     live: usize,
 }
 
-async fn measure_seed(args: &Args, streams: usize, media: &Media, rtmp_port: u16) -> anyhow::Result<SeedFigures> {
+/// The seed's engine as it runs, or without its audio: what is left is what its audio costs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SeedAudio {
+    OpusToAac,
+    None,
+}
+
+async fn measure_seed(args: &Args, streams: usize, media: &Media, rtmp_port: u16, audio: SeedAudio) -> anyhow::Result<SeedFigures> {
     let mut engines = Vec::new();
     for n in 0..streams {
-        let child = Command::new("ffmpeg")
-            // Looped like the publishers' media, so a run longer than the clip measures engines
-            // that still run (a finished ffmpeg counted as 0 % and not live).
-            .args(["-v", "error", "-re", "-stream_loop", "-1", "-f", "h264", "-framerate", "30", "-i"])
-            .arg(&media.video)
-            .args(["-re", "-stream_loop", "-1", "-i"])
-            .arg(&media.audio)
-            .args([
-                "-map",
-                "0:v",
+        let mut ffmpeg = Command::new("ffmpeg");
+        // Looped like the publishers' media, so a run longer than the clip measures engines
+        // that still run (a finished ffmpeg counted as 0 % and not live).
+        ffmpeg.args(["-v", "error", "-re", "-stream_loop", "-1", "-f", "h264", "-framerate", "30", "-i"]).arg(&media.video);
+        if audio == SeedAudio::OpusToAac {
+            ffmpeg.args(["-re", "-stream_loop", "-1", "-i"]).arg(&media.audio).args([
                 "-map",
                 "1:a",
-                "-c:v",
-                "copy",
                 "-c:a",
                 "aac",
                 // The relay's default: 128 kbit/s stereo, 64 kbit/s mono.
                 "-b:a",
                 &format!("{}k", 64 * u32::from(args.audio_channels)),
-                "-f",
-                "flv",
-                &format!("rtmp://127.0.0.1:{rtmp_port}/live/seed{n}"),
-            ])
+            ]);
+        }
+        let child = ffmpeg
+            .args(["-map", "0:v", "-c:v", "copy", "-f", "flv", &format!("rtmp://127.0.0.1:{rtmp_port}/live/seed{n}")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
