@@ -343,6 +343,25 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_is_made_three_or_four_packets_after_the_one_holding_its_first_sample() {
+        // The floor of the audio latency the relay reports: a frame's first sample (its stamp)
+        // lies the encoder's delay (2048 samples) before the 1024 it is made from, so the 20 ms
+        // packet that completes it comes 3072 samples, 60-80 ms, after the one that holds it.
+        let mut t = OpusToAac::new(AudioFormat::new(Channels::Mono, 128_000)).expect("transcoder");
+        assert_eq!(t.encoder_delay, 2048);
+        let mut packets_after = Vec::new();
+        for (n, packet) in tone_packets_in(Channels::Mono, 100).iter().enumerate() {
+            let mut out = Vec::new();
+            t.push(at(n), n as i64 * 960, packet, &mut out).expect("push");
+            packets_after.extend(out.iter().filter(|f| f.rtp >= 0).map(|f| n as i64 - f.rtp / 960));
+        }
+        assert!(packets_after.len() > 80, "{} frames", packets_after.len());
+        assert!(packets_after.iter().all(|&p| p == 3 || p == 4), "{packets_after:?}");
+        let mean_ms = packets_after.iter().sum::<i64>() as f64 * 20.0 / packets_after.len() as f64;
+        assert!((62.0..66.0).contains(&mean_ms), "{mean_ms} ms");
+    }
+
+    #[test]
     fn a_lost_packet_is_concealed_and_the_timeline_keeps_its_pace() {
         let packets = tone_packets(30);
         let mut t = OpusToAac::new(STEREO).expect("transcoder");
