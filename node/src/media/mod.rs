@@ -10,12 +10,14 @@
 //! * `aac` — Opus → AAC-LC (run by the caller, off the core).
 //! * `clock` — both tracks on one timeline.
 //! * `flv` — tag bodies and file framing.
+//! * `keyframes` — when to ask the publisher for a keyframe.
 
 pub mod aac;
 pub mod clock;
 pub mod flv;
 pub mod frames;
 pub mod h264;
+pub mod keyframes;
 pub mod rtp;
 
 use std::collections::VecDeque;
@@ -28,6 +30,7 @@ use clock::{Timeline, Track};
 use flv::StreamInfo;
 use frames::{Assembled, FrameAssembler};
 use h264::{H264Track, VideoFormat, VideoOutput};
+use keyframes::{KeyframeConfig, KeyframeRequests};
 use rtp::RtpPacket;
 
 /// Tunables of the core; the defaults are what the relay runs with.
@@ -36,11 +39,8 @@ pub struct CoreConfig {
     /// How long a missing video packet is waited for (NACK retransmission) before its frame is
     /// given up.
     pub reorder_wait: Duration,
-    /// Ask for a keyframe when none came for this long: IVS wants one at most every 2 s, and the
-    /// request takes a round trip to be answered.
-    pub keyframe_interval: Duration,
-    /// Repeat an unanswered keyframe request this often.
-    pub keyframe_retry: Duration,
+    /// When keyframes are asked for.
+    pub keyframes: KeyframeConfig,
     /// The AAC track announced when the publisher sends audio.
     pub audio: Option<AacTrack>,
 }
@@ -54,12 +54,7 @@ pub struct AacTrack {
 
 impl Default for CoreConfig {
     fn default() -> Self {
-        Self {
-            reorder_wait: Duration::from_millis(300),
-            keyframe_interval: Duration::from_millis(1750),
-            keyframe_retry: Duration::from_millis(500),
-            audio: None,
-        }
+        Self { reorder_wait: Duration::from_millis(300), keyframes: KeyframeConfig::default(), audio: None }
     }
 }
 
@@ -144,8 +139,7 @@ pub struct MediaCore {
     start: Option<i64>,
     last_video_ms: u32,
     last_audio_ms: u32,
-    last_keyframe_at: Option<Instant>,
-    last_request_at: Option<Instant>,
+    keyframes: KeyframeRequests,
     outputs: VecDeque<Output>,
     stats: CoreStats,
     scratch_video: Vec<VideoOutput>,
@@ -174,8 +168,7 @@ impl MediaCore {
             start: None,
             last_video_ms: 0,
             last_audio_ms: 0,
-            last_keyframe_at: None,
-            last_request_at: None,
+            keyframes: KeyframeRequests::new(config.keyframes),
             outputs: VecDeque::new(),
             stats: CoreStats::default(),
             scratch_video: Vec::new(),
@@ -213,18 +206,12 @@ impl MediaCore {
 
     /// When the core next needs a `Tick`.
     pub fn next_wake(&self) -> Option<Instant> {
-        let request = self.last_request_at.map(|at| at + self.config.keyframe_retry);
-        let keyframe = self.last_keyframe_at.map(|at| at + self.config.keyframe_interval);
-        [self.frames.deadline(), request.max(keyframe)].into_iter().flatten().min()
+        [self.frames.deadline(), self.keyframes.next_wake()].into_iter().flatten().min()
     }
 
-    /// Whether keyframes flow as they should; when it is due, queues one `RequestKeyframe`.
+    /// Whether keyframes flow as they should; when one is due, queues one `RequestKeyframe`.
     fn request_keyframe_if_due(&mut self, now: Instant) {
-        let since = |at: Option<Instant>| at.map(|at| now.saturating_duration_since(at));
-        let retry_ok = since(self.last_request_at).is_none_or(|d| d >= self.config.keyframe_retry);
-        let needed = !self.video.in_sync() || since(self.last_keyframe_at).is_some_and(|d| d >= self.config.keyframe_interval);
-        if needed && retry_ok {
-            self.last_request_at = Some(now);
+        if self.keyframes.poll(now, self.video.in_sync()) {
             self.stats.keyframe_requests += 1;
             self.outputs.push_back(Output::RequestKeyframe);
         }
@@ -294,7 +281,7 @@ impl MediaCore {
                 }
                 if au.keyframe {
                     self.stats.keyframes += 1;
-                    self.last_keyframe_at = Some(now);
+                    self.keyframes.keyframe(now);
                 }
                 self.stats.video_frames += 1;
                 self.push_tag(TagKind::Video, ms, flv::avc_frame(&au), false, au.keyframe, now);
@@ -481,9 +468,46 @@ mod tests {
         assert_eq!(video_ms[30], 1000);
         assert!(video_ms.windows(2).all(|w| w[1] > w[0]));
         // One at the start (nothing decodable yet), then, with no new keyframe in 3 s, at
-        // 1.75 s and every 0.5 s after.
+        // 1.65 s (the deadline, 1.9 s, less the first guess of how long an answer takes) and
+        // every 0.5 s after.
         assert_eq!(requests, 4, "keyframe requests");
         assert_eq!(core.stats().keyframes, 1);
+    }
+
+    #[test]
+    fn a_publisher_slow_to_answer_still_sends_keyframes_at_most_two_seconds_apart() {
+        // A browser on a busy machine: each request is answered with a keyframe 400 ms later
+        // (repeats of a request it is still answering change nothing); otherwise delta frames.
+        const ANSWER: Duration = Duration::from_millis(400);
+        let t0 = Instant::now();
+        let mut core = MediaCore::new(CoreConfig::default());
+        let mut seq = 0;
+        let mut answer_at: Option<Instant> = None;
+        let mut keyframes_ms = Vec::new();
+        for n in 0..600u32 {
+            let now = t0 + Duration::from_millis(u64::from(n) * 100 / 3);
+            let keyframe = n == 0 || answer_at.is_some_and(|at| now >= at);
+            if keyframe {
+                answer_at = None;
+            }
+            for p in video_frame(&mut seq, n * 3000, keyframe) {
+                core.handle_input(now, Input::Video(&p));
+            }
+            core.handle_input(now, Input::Tick);
+            let (out, requests) = tags(&mut core, None);
+            if requests > 0 && answer_at.is_none() {
+                answer_at = Some(now + ANSWER);
+            }
+            keyframes_ms.extend(out.iter().filter(|t| t.kind == TagKind::Video && t.keyframe && !t.is_header).map(|t| t.timestamp_ms));
+        }
+        // Past the start (where the first packet, before its keyframe was whole, asked for one
+        // too): the first wait, before any answer was seen, is asked for 250 ms ahead (and this
+        // publisher, 400 ms slow, misses by a frame or two); from then on the relay asks as far
+        // ahead as the publisher takes. (It ticks once a frame here, so asks up to 33 ms late.)
+        let gaps: Vec<u32> = keyframes_ms.windows(2).map(|w| w[1] - w[0]).filter(|&gap| gap > 1000).collect();
+        assert!(gaps.len() >= 8, "{keyframes_ms:?}");
+        assert!(gaps[0] <= 2100, "{gaps:?}");
+        assert!(gaps[1..].iter().all(|&gap| gap <= 2000), "{gaps:?}");
     }
 
     #[test]
