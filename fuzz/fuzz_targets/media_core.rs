@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use ivs_relay::media::aac::OpusToAac;
+use ivs_relay::media::aac::{AudioFormat, Channels, OpusToAac};
 use ivs_relay::media::clock::Track;
 use ivs_relay::media::rtp::RtpPacket;
 use ivs_relay::media::{CoreConfig, Input, MediaCore, Output, TagKind};
@@ -22,7 +22,7 @@ enum Step {
 }
 
 fuzz_target!(|steps: Vec<Step>| {
-    let Ok(mut transcoder) = OpusToAac::new(128_000) else { return };
+    let Ok(mut transcoder) = OpusToAac::new(AudioFormat::new(Channels::Stereo, 128_000)) else { return };
     let mut core = MediaCore::new(CoreConfig { audio: Some(transcoder.track()), ..CoreConfig::default() });
     let mut frames = Vec::new();
     let mut now = Instant::now();
