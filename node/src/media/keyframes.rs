@@ -50,13 +50,19 @@ impl KeyframeRequests {
 
     /// A keyframe arrived at `now`; if it answers a request, the lead learns from it: at once when
     /// the answer was slower (one slow answer is what misses the deadline), halfway when quicker.
+    /// The stream's first keyframe answers nothing: the request made while it arrived (nothing
+    /// was decodable yet) reached the encoder after it, and the keyframe that request brings is
+    /// the first measure of this publisher, taken seconds before the first deadline.
     pub fn keyframe(&mut self, now: Instant) {
+        let first = self.last_keyframe_at.replace(now).is_none();
+        if first {
+            return;
+        }
         if let Some(asked) = self.unanswered_since.take() {
             let took = now.saturating_duration_since(asked);
             let learned = if took > self.lead { took } else { (self.lead + took) / 2 };
             self.lead = learned.clamp(SHORTEST_LEAD, LONGEST_LEAD);
         }
-        self.last_keyframe_at = Some(now);
     }
 
     /// Whether to send a request at `now` (and if so it counts as sent): when the decoder's
@@ -110,14 +116,25 @@ mod tests {
     }
 
     #[test]
+    fn the_first_keyframe_answers_nothing_and_the_next_one_measures_the_publisher() {
+        let t0 = Instant::now();
+        let mut requests = KeyframeRequests::new(KeyframeConfig::default());
+        assert!(requests.poll(t0, false), "the first packet: nothing decodable, ask at once");
+        requests.keyframe(t0 + 5 * MS);
+        assert_eq!(requests.ask_after(), 1650 * MS, "the stream's own first keyframe");
+        requests.keyframe(t0 + 420 * MS);
+        assert_eq!(requests.ask_after(), 1480 * MS, "the answer: 420 ms after the request");
+    }
+
+    #[test]
     fn an_unanswered_request_is_repeated_and_the_answer_counts_from_the_first() {
         let t0 = Instant::now();
         let mut requests = KeyframeRequests::new(KeyframeConfig::default());
-        assert!(requests.poll(t0, false), "nothing decodable: ask at once");
-        assert_eq!(requests.next_wake(), Some(t0 + 500 * MS), "no keyframe yet: the retry");
-        assert!(!requests.poll(t0 + 499 * MS, false));
-        assert!(requests.poll(t0 + 500 * MS, false));
-        requests.keyframe(t0 + 700 * MS);
+        requests.keyframe(t0);
+        assert!(requests.poll(t0 + 100 * MS, false), "a frame lost: ask at once");
+        assert!(!requests.poll(t0 + 599 * MS, false));
+        assert!(requests.poll(t0 + 600 * MS, false));
+        requests.keyframe(t0 + 800 * MS);
         assert_eq!(requests.ask_after(), 1200 * MS, "700 ms from the first request");
     }
 
@@ -125,7 +142,8 @@ mod tests {
     fn however_slow_the_answers_the_relay_asks_no_sooner_than_a_second_after_a_keyframe() {
         let t0 = Instant::now();
         let mut requests = KeyframeRequests::new(KeyframeConfig::default());
-        assert!(requests.poll(t0, false));
+        requests.keyframe(t0);
+        assert!(requests.poll(t0 + 100 * MS, false));
         requests.keyframe(t0 + 5000 * MS);
         assert_eq!(requests.ask_after(), 1000 * MS);
     }
