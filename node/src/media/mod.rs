@@ -468,7 +468,7 @@ mod tests {
         assert_eq!(video_ms[30], 1000);
         assert!(video_ms.windows(2).all(|w| w[1] > w[0]));
         // One at the start (nothing decodable yet), then, with no new keyframe in 3 s, at
-        // 1.65 s (the deadline, 1.9 s, less the first guess of how long an answer takes) and
+        // 1.65 s (the deadline, 1.9 s, less the 250 ms lead it starts with: no answer seen) and
         // every 0.5 s after.
         assert_eq!(requests, 4, "keyframe requests");
         assert_eq!(core.stats().keyframes, 1);
