@@ -32,6 +32,10 @@ pub struct FrameAssembler {
     max_pending: usize,
     /// The highest extended sequence number seen.
     highest: Option<i64>,
+    /// `(start, end)`: the frame starting at `start` is here from `start` up to `end`
+    /// (exclusive), one timestamp and no marker, so the next look for its end starts at `end`.
+    /// Without it every packet of a frame rescanned the frame: quadratic in its packets.
+    scanned: Option<(i64, i64)>,
     /// Packets that arrived after a later one and were still in time: retransmissions after a
     /// NACK, or reordering.
     repaired: u64,
@@ -59,6 +63,7 @@ impl FrameAssembler {
             max_wait,
             max_pending,
             highest: None,
+            scanned: None,
             repaired: 0,
         }
     }
@@ -139,16 +144,25 @@ impl FrameAssembler {
     }
 
     /// The last sequence number of the frame starting at `start`, if all of it is here: the
-    /// marker packet, or the packet before one with a new timestamp.
-    fn complete_frame_end(&self, start: i64) -> Option<i64> {
+    /// marker packet, or the packet before one with a new timestamp. What it has looked at
+    /// stays valid while `start` is the next frame: packets leave `pending` only as `next`
+    /// moves past them, and a duplicate never replaces one.
+    fn complete_frame_end(&mut self, start: i64) -> Option<i64> {
         let (_, first) = self.pending.get(&start)?;
         if first.payload.is_empty() {
             return Some(start);
         }
-        let mut ext = start;
+        let timestamp = first.timestamp;
+        let mut ext = match self.scanned {
+            Some((scanned_start, end)) if scanned_start == start => end,
+            _ => start,
+        };
         loop {
-            let (_, packet) = self.pending.get(&ext)?;
-            if packet.timestamp != first.timestamp {
+            let Some((_, packet)) = self.pending.get(&ext) else {
+                self.scanned = Some((start, ext));
+                return None;
+            };
+            if packet.timestamp != timestamp {
                 return Some(ext - 1);
             }
             if packet.marker {
@@ -243,6 +257,29 @@ mod tests {
         let out = a.push(now, pkt(11, 0, false));
         assert_eq!(frames(&out), vec![vec![10, 11, 12], vec![13]]);
         assert_eq!(a.repaired(), 1);
+    }
+
+    #[test]
+    fn a_frame_is_emitted_once_and_whole_whatever_order_its_packets_come_in() {
+        // Every order of a six-packet frame, then the next frame: the scan remembered between
+        // pushes must never skip a hole or emit early.
+        let mut orders = vec![vec![]];
+        for seq in 10..16u16 {
+            orders = orders.into_iter().flat_map(|o: Vec<u16>| (0..=o.len()).map(move |i| [&o[..i], &[seq], &o[i..]].concat())).collect();
+        }
+        assert_eq!(orders.len(), 720);
+        let now = Instant::now();
+        for order in orders {
+            let mut a = assembler();
+            let mut out = a.push(now, pkt(9, 0, true));
+            for &seq in &order {
+                let emitted = a.push(now, pkt(seq, 3000, seq == 15));
+                assert!(seq == *order.last().unwrap() || frames(&emitted).is_empty(), "{order:?}: emitted before its last packet");
+                out.extend(emitted);
+            }
+            out.extend(a.push(now, pkt(16, 6000, true)));
+            assert_eq!(frames(&out), vec![vec![9], (10..16).collect(), vec![16]], "{order:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Answering an offer: one sans-IO `rtc` peer connection per session, set up with the codecs we
 //! accept (H.264 packetization-mode 1 and Opus, no RTX so retransmissions arrive on the media
-//! SSRC), NACK, RTCP reports and transport-wide congestion control feedback (without which
+//! SSRC), NACK, RTCP receiver reports and transport-wide congestion control feedback (without which
 //! browsers stay near 300 kbit/s), the publisher's sender reports passed through, short ICE
 //! timeouts so that a vanished browser frees its session within seconds, and the relay's one
 //! UDP address as its only candidates. No I/O happens here: `transport` moves the datagrams.
@@ -10,10 +10,8 @@ mod sender_reports;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot};
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
-};
+use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::{configure_simulcast_extension_headers, configure_twcc_receiver_only};
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS, MediaEngine};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -85,17 +83,19 @@ fn codecs() -> Result<MediaEngine, NegotiationError> {
     Ok(engine)
 }
 
-/// What runs between the wire and the session: NACKs for lost video, RTCP reports, TWCC
-/// feedback, the publisher's sender reports passed on. The relay sends no media, so there is
-/// no NACK responder.
+/// What runs between the wire and the session: NACKs for lost video, RTCP receiver reports,
+/// TWCC feedback, the publisher's sender reports passed on. The relay sends no media, so there
+/// is no NACK responder and no sender-report interceptor: each would be one more pass over every
+/// packet that does nothing.
 fn interceptors(engine: &mut MediaEngine) -> Result<Registry, NegotiationError> {
     for parameter in ["", "pli"] {
         engine.register_feedback(RTCPFeedback { typ: "nack".to_owned(), parameter: parameter.to_owned() }, RtpCodecKind::Video);
     }
     configure_simulcast_extension_headers(engine)?;
     let registry = Registry::new().with(Slot::NackGenerator, NackGeneratorBuilder::new().with_interval(NACK_INTERVAL).build());
-    let registry = configure_rtcp_reports(configure_twcc_receiver_only(registry, engine)?);
-    Ok(registry.with(Slot::from(sender_reports::SLOT), sender_reports::SenderReportsToApplication::default()))
+    Ok(configure_twcc_receiver_only(registry, engine)?
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        .with(Slot::from(sender_reports::SLOT), sender_reports::SenderReportsToApplication::default()))
 }
 
 /// The host candidate for one address the relay's UDP socket is reached at.

@@ -100,7 +100,12 @@ impl ChunkSerializer {
             });
         }
 
-        let mut bytes = Cursor::new(Vec::new());
+        // ivs-relay patch: sized once for the whole packet (a basic header of at most 3 bytes, a
+        // message header of at most 11 and an extended timestamp of 4 per chunk), so a video
+        // frame is not copied again each time the buffer would have doubled.
+        const MOST_HEADER_BYTES_PER_CHUNK: usize = 3 + 11 + 4;
+        let chunks = message.data.len().div_ceil(self.max_chunk_size.max(1) as usize);
+        let mut bytes = Cursor::new(Vec::with_capacity(message.data.len() + chunks * MOST_HEADER_BYTES_PER_CHUNK));
 
         // Since a message may have a payload greater than one chunk allows, we must
         // split the payload into slices that don't exceed the max chunk length
