@@ -18,7 +18,7 @@ use crate::address::AddressPolicy;
 use crate::media::{Tag, TagKind};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::metrics::{self, DestinationLabel, Metrics};
+use crate::metrics::{DestinationLabel, Metrics};
 use crate::status::DestinationStatus;
 
 pub use fanout::{Fanout, FanoutError};
@@ -62,12 +62,12 @@ fn observe_sent(ctx: &SinkContext, tag: &Tag, bytes: usize) {
     if tag.kind == TagKind::Video && tag.keyframe && !tag.is_header {
         ctx.session.first_keyframe.call_once(|| metrics.first_keyframe.observe(ctx.session.started.elapsed().as_secs_f64()));
     }
-    let label = match tag.kind {
-        TagKind::Video if !tag.is_header => metrics::VIDEO,
-        TagKind::Audio if !tag.is_header => metrics::AUDIO,
+    let latency = match tag.kind {
+        TagKind::Video if !tag.is_header => &metrics.video_latency,
+        TagKind::Audio if !tag.is_header => &metrics.audio_latency,
         _ => return,
     };
-    metrics.relay_latency.get_or_create(&label).observe(tag.received_at.elapsed().as_secs_f64());
+    latency.observe(tag.received_at.elapsed().as_secs_f64());
 }
 
 /// The metadata and sequence headers last seen: what a new connection, or a destination added

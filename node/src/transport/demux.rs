@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use foldhash::HashMap as FastMap;
+
 /// Addresses one connection may be reached from: the offer's candidates it checks (at most
 /// `ice::MAX_REMOTE_CANDIDATES`) and the few the publisher's own checks come from.
 pub const MAX_ADDRESSES_PER_PEER: usize = crate::ice::MAX_REMOTE_CANDIDATES + 8;
@@ -17,9 +19,11 @@ pub type PeerId = u64;
 
 #[derive(Debug, Default)]
 pub struct Routes {
-    by_address: HashMap<SocketAddr, PeerId>,
+    /// Looked up for every datagram. An address gets in only with a connection's ufrag or by
+    /// its own send, at most `MAX_ADDRESSES_PER_PEER` a connection, so strangers cannot fill it.
+    by_address: FastMap<SocketAddr, PeerId>,
     by_ufrag: HashMap<String, PeerId>,
-    addresses: HashMap<PeerId, Vec<SocketAddr>>,
+    addresses: FastMap<PeerId, Vec<SocketAddr>>,
 }
 
 impl Routes {

@@ -5,11 +5,12 @@
 //! each datagram stamped with its arrival by the kernel (`receive`): the thread may have let it
 //! wait (`moderation`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use foldhash::HashMap as FastMap;
 use prometheus_client::metrics::counter::Counter;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -50,8 +51,9 @@ struct Peer {
     events: mpsc::Sender<Vec<PeerEvent>>,
     /// Read this turn, not yet handed over.
     pending: Vec<PeerEvent>,
-    /// Track ids the connection named in `OnTrack`, and their kinds.
-    tracks: HashMap<String, Track>,
+    /// Track ids the connection named in `OnTrack`, and their kinds: two or so, looked up for
+    /// every packet, where comparing beats hashing the id.
+    tracks: Vec<(String, Track)>,
     /// Where keyframe requests go: the video receiver, and the SSRC its packets carry.
     video: Option<RTCRtpReceiverId>,
     video_ssrc: Option<u32>,
@@ -62,7 +64,7 @@ struct Peer {
 
 impl Peer {
     fn new(pc: RTCPeerConnection, events: mpsc::Sender<Vec<PeerEvent>>) -> Self {
-        Self { pc, events, pending: Vec::new(), tracks: HashMap::new(), video: None, video_ssrc: None, deadline: None, ended: false }
+        Self { pc, events, pending: Vec::new(), tracks: Vec::new(), video: None, video_ssrc: None, deadline: None, ended: false }
     }
 
     /// Sends what the connection wrote (and lets answers from there lead back to it), and takes
@@ -87,7 +89,8 @@ impl Peer {
                     if track == Track::Video {
                         self.video = Some(init.receiver_id);
                     }
-                    self.tracks.insert(init.track_id, track);
+                    self.tracks.retain(|(id, _)| *id != init.track_id);
+                    self.tracks.push((init.track_id, track));
                 }
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                     tracing::debug!(?state, "peer connection state");
@@ -102,7 +105,7 @@ impl Peer {
         while let Some(TaggedRTCMessage { now, message }) = self.pc.poll_read() {
             match message {
                 RTCMessage::RtpPacket(track_id, packet) => {
-                    let Some(&track) = self.tracks.get(&track_id) else { continue };
+                    let Some(track) = self.track(&track_id) else { continue };
                     if track == Track::Video {
                         self.video_ssrc = Some(packet.header.ssrc);
                     }
@@ -115,7 +118,7 @@ impl Peer {
                     self.pending.push(PeerEvent::Rtp(track, rtp, now));
                 }
                 RTCMessage::RtcpPacket(track_id, packets) => {
-                    let Some(&track) = self.tracks.get(&track_id) else { continue };
+                    let Some(track) = self.track(&track_id) else { continue };
                     for sr in packets.iter().filter_map(|p| p.as_any().downcast_ref::<SenderReport>()) {
                         self.pending.push(PeerEvent::SenderReport { track, ntp: sr.ntp_time, rtp: sr.rtp_time });
                     }
@@ -123,6 +126,10 @@ impl Peer {
                 _ => {}
             }
         }
+    }
+
+    fn track(&self, track_id: &str) -> Option<Track> {
+        self.tracks.iter().find(|(id, _)| id == track_id).map(|&(_, track)| track)
     }
 
     /// Hands the session what was read for it. A session a whole queue behind loses the batch
@@ -155,7 +162,7 @@ struct MediaLoop {
     commands: mpsc::UnboundedReceiver<Command>,
     socket: UdpSocket,
     local: SocketAddr,
-    peers: HashMap<PeerId, Peer>,
+    peers: FastMap<PeerId, Peer>,
     routes: Routes,
     /// Every connection's next deadline, soonest first.
     timers: BTreeSet<(Instant, PeerId)>,
@@ -353,7 +360,7 @@ pub async fn run(socket: std::net::UdpSocket, local: SocketAddr, commands: mpsc:
         commands,
         socket,
         local,
-        peers: HashMap::new(),
+        peers: FastMap::default(),
         routes: Routes::default(),
         timers: BTreeSet::new(),
         touched: Vec::new(),
