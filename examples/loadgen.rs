@@ -17,6 +17,12 @@
 //! With several counts, each pair (streams, destinations per stream) gets a fresh relay and one
 //! row of the table; the seed runs at the first (smallest) stream count only. With several
 //! destination counts, the table ends with what each extra destination costs.
+//!
+//! `--callgrind` runs the relay under valgrind's callgrind instead and counts the instructions
+//! its threads execute in the window: per datagram on the media thread, per stream-second on the
+//! audio workers. Those do not move with the machine's load as CPU time does, so two builds
+//! compare within a per cent or so across runs and days; valgrind is ~50× slower, so use a
+//! stream or two (`--streams 2`). The seed is not run.
 //! It needs ffmpeg and nginx with the RTMP module (scripts/test.sh installs them); all traffic
 //! stays on 127.0.0.1.
 
@@ -57,6 +63,9 @@ struct Args {
     /// Working directory for media, configs and logs.
     #[arg(long, default_value = "target/loadgen")]
     work: PathBuf,
+    /// Count the relay's instructions under callgrind instead of timing it (see above).
+    #[arg(long)]
+    callgrind: bool,
 }
 
 const WARM_UP: Duration = Duration::from_secs(3);
@@ -84,6 +93,10 @@ async fn main() -> anyhow::Result<()> {
         for &destinations in &args.destinations {
             rows.push((streams, destinations, measure_relay(&args, streams, destinations, &media, rtmp_port).await?));
         }
+    }
+    if args.callgrind {
+        print_instructions(&rows);
+        return Ok(());
     }
     let first = args.streams.iter().copied().min().unwrap_or(10);
     let seed = measure_seed(&args, first, &media, rtmp_port, SeedAudio::OpusToAac).await?;
@@ -251,6 +264,8 @@ struct RelayFigures {
     live: usize,
     /// What the media thread read per wake-up (receive moderation).
     datagrams_per_wakeup: f64,
+    /// With `--callgrind`.
+    instructions: Option<Instructions>,
 }
 
 async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: &Media, rtmp_port: u16) -> anyhow::Result<RelayFigures> {
@@ -258,7 +273,19 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
     let udp = free_port()?;
     let destination_flags =
         (1..=destinations).flat_map(|k| ["--destination".to_owned(), format!("rtmp://127.0.0.1:{rtmp_port}/live/{{stream}}-{k}")]);
-    let mut relay = Command::new(&args.relay)
+    let mut command = match args.callgrind {
+        false => Command::new(&args.relay),
+        true => {
+            let mut valgrind = Command::new("valgrind");
+            // Counting starts with the window (`callgrind_control -i on`); one file a thread.
+            valgrind
+                .args(["--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes"])
+                .arg(format!("--callgrind-out-file={}/callgrind.%p", args.work.display()))
+                .arg(&args.relay);
+            valgrind
+        }
+    };
+    let mut relay = command
         .args(["--http", "--listen", &format!("127.0.0.1:{http}"), "--udp-port", &udp.to_string()])
         .args(destination_flags)
         .args(["--max-destinations", &destinations.to_string(), "--max-sessions", "1000"])
@@ -271,13 +298,15 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
         .context("relay")?;
     let pid = relay.id().context("relay pid")?;
     let base = format!("http://127.0.0.1:{http}");
-    for _ in 0..50 {
+    for _ in 0..300 {
         if reqwest::get(format!("{base}/healthz")).await.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (_, idle_rss) = usage(pid)?;
+    // Under valgrind every handshake takes longer.
+    let warm_up = if args.callgrind { WARM_UP * 4 } else { WARM_UP };
 
     let mut publishers = Vec::new();
     for n in 0..streams {
@@ -287,7 +316,13 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
         let child = Command::new("nice")
             .args(["-n", "19"])
             .arg(&args.publisher)
-            .args(["--url", &format!("{base}/whip/bench{n}"), "--loopback", "--seconds", &(args.seconds + 5).to_string()])
+            .args([
+                "--url",
+                &format!("{base}/whip/bench{n}"),
+                "--loopback",
+                "--seconds",
+                &(args.seconds + warm_up.as_secs() + 2).to_string(),
+            ])
             .arg("--video")
             .arg(&media.video)
             .arg("--audio")
@@ -299,7 +334,10 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
             .context("publisher")?;
         publishers.push(child);
     }
-    tokio::time::sleep(WARM_UP).await;
+    tokio::time::sleep(warm_up).await;
+    if args.callgrind {
+        callgrind_control(pid, "--instr=on").await?;
+    }
     let before_metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
     let (cpu0, _) = usage(pid)?;
     let audio0 = threads_cpu(pid, AUDIO_THREADS);
@@ -308,6 +346,9 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
     let (cpu1, rss) = usage(pid)?;
     let audio1 = threads_cpu(pid, AUDIO_THREADS);
     let wall = started.elapsed().as_secs_f64();
+    if args.callgrind {
+        callgrind_control(pid, "--dump").await?;
+    }
     let metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
     let live = gauge(&metrics, "ivs_relay_sessions") as usize;
     if live < streams {
@@ -327,6 +368,10 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
     }
     let _ = relay.kill().await;
     let n = streams as f64;
+    let instructions = match args.callgrind {
+        true => Some(count_instructions(&args.work, pid, counted("ivs_relay_media_datagrams_total"), n * wall)?),
+        false => None,
+    };
     Ok(RelayFigures {
         cpu_per_stream: (cpu1 - cpu0) / wall * 100.0 / n,
         audio_cpu_per_stream: (audio1 - audio0) / wall * 100.0 / n,
@@ -340,6 +385,7 @@ async fn measure_relay(args: &Args, streams: usize, destinations: usize, media: 
         audio_p99_ms: audio.1,
         live,
         datagrams_per_wakeup,
+        instructions,
     })
 }
 
@@ -402,6 +448,72 @@ async fn measure_seed(args: &Args, streams: usize, media: &Media, rtmp_port: u16
     }
     let n = streams as f64;
     Ok(SeedFigures { cpu_per_stream: (cpu1 - cpu0) / wall * 100.0 / n, rss_per_stream_mib: rss as f64 / n / 1048576.0, live })
+}
+
+/// Instructions the relay's threads executed in the window (`--callgrind`).
+struct Instructions {
+    /// The media thread's, per datagram read: `rtc`, the sessions' media core, the sinks.
+    media_per_datagram: f64,
+    /// The `ivs-audio` workers', per stream and second: Opus → AAC.
+    audio_per_stream_second: f64,
+    /// Where the counts are, for `callgrind_annotate`.
+    files: String,
+}
+
+async fn callgrind_control(pid: u32, what: &str) -> anyhow::Result<()> {
+    let status =
+        Command::new("callgrind_control").arg(what).arg(pid.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).status().await?;
+    if !status.success() {
+        bail!("callgrind_control {what} {pid} failed");
+    }
+    Ok(())
+}
+
+/// Reads the one dump of relay `pid` (a file per thread) and tells the threads apart by the
+/// functions each ran.
+fn count_instructions(work: &Path, pid: u32, datagrams: f64, stream_seconds: f64) -> anyhow::Result<Instructions> {
+    let prefix = format!("callgrind.{pid}.");
+    let (mut media, mut audio) = (0.0, 0.0);
+    for entry in std::fs::read_dir(work)? {
+        let path = entry?.path();
+        if !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)) {
+            continue;
+        }
+        let dump = std::fs::read_to_string(&path)?;
+        let executed: f64 = dump.lines().find_map(|l| l.strip_prefix("summary: ")?.trim().parse().ok()).unwrap_or(0.0);
+        if dump.contains("media_loop::run") {
+            media += executed;
+        } else if dump.contains("transcoder::Worker::run") {
+            audio += executed;
+        }
+    }
+    if media == 0.0 {
+        bail!("no callgrind dump of the media thread in {} ({prefix}*)", work.display());
+    }
+    Ok(Instructions {
+        media_per_datagram: media / datagrams.max(1.0),
+        audio_per_stream_second: audio / stream_seconds,
+        files: format!("{}/{prefix}*", work.display()),
+    })
+}
+
+fn print_instructions(rows: &[(usize, usize, RelayFigures)]) {
+    println!(
+        "{:<9}{:>7}{:>10}{:>26}{:>32}  callgrind files",
+        "streams", "dests", "live", "media thread / datagram", "audio / stream-second"
+    );
+    for (streams, destinations, relay) in rows {
+        let Some(counted) = &relay.instructions else { continue };
+        println!(
+            "{:<9}{:>7}{:>10}{:>26.0}{:>32.0}  {}",
+            streams,
+            destinations,
+            format!("{}/{streams}", relay.live),
+            counted.media_per_datagram,
+            counted.audio_per_stream_second,
+            counted.files
+        );
+    }
 }
 
 fn gauge(metrics: &str, name: &str) -> f64 {
