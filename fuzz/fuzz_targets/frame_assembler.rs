@@ -32,6 +32,7 @@ fuzz_target!(|steps: Vec<Step>| {
             if let Assembled::Frame(packets) = item {
                 assert!(!packets.is_empty());
                 assert!(packets.windows(2).all(|w| w[1].sequence_number == w[0].sequence_number.wrapping_add(1)));
+                assert!(packets.iter().all(|p| p.timestamp == packets[0].timestamp));
             }
         }
     }
