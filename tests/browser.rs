@@ -64,6 +64,11 @@ async fn chromium_publishes_720p30_at_full_rate_to_an_rtmp_ingest() {
     assert!(fps >= 25.0, "only {fps:.1} fps reached the ingest over the last 4 s");
     assert!(bps >= 1.5e6, "only {:.2} Mbit/s reached the ingest over the last 4 s", bps / 1e6);
     assert!(recording.duration >= live_ms / 1000.0 * 0.9, "{} s recorded of {live_ms} ms live", recording.duration);
+    // Chromium's RTCP sender reports reached the session (audio and video on one timeline).
+    for track in ["video", "audio"] {
+        let reports = relay.labelled_metric("ivs_relay_sender_reports_total", &format!("track=\"{track}\"")).await.unwrap_or(0.0);
+        assert!(reports >= 1.0, "no {track} sender report from Chromium in {live_ms} ms");
+    }
 }
 
 #[tokio::test]

@@ -26,6 +26,12 @@ async fn publishing_to_the_default_file_destination_records_h264_and_aac() {
     assert!(transcoding.is_some(), "{} transcoders for one live session", relay.metric("ivs_relay_audio_transcoders").await);
     assert_eq!(relay.threads_named(AUDIO_THREAD), 2, "audio workers while a session is live");
     publisher.finish().await;
+    // The publisher's sender reports (about one a second per track) came through the relay's
+    // WebRTC stack to the session: they are what puts audio and video on one timeline.
+    for track in ["video", "audio"] {
+        let reports = relay.labelled_metric("ivs_relay_sender_reports_total", &format!("track=\"{track}\"")).await.unwrap_or(0.0);
+        assert!(reports >= 3.0, "{reports} {track} sender reports in {MEDIA_SECONDS} s");
+    }
     let ended = wait_until(Duration::from_secs(5), || async { relay.metric("ivs_relay_audio_transcoders").await == 0.0 }).await;
     assert!(ended.is_some(), "the transcoder outlived its session");
     assert_eq!(relay.threads_named(AUDIO_THREAD), 2, "audio workers after the session");

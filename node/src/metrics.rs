@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::media::clock::Track;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TrackLabel {
     pub track: &'static str,
@@ -54,6 +56,9 @@ pub struct Metrics {
     /// `relay_latency`'s two series, looked up once rather than for every tag.
     pub video_latency: Histogram,
     pub audio_latency: Histogram,
+    /// RTCP sender reports that reached the sessions, per track: what puts audio and video on
+    /// one timeline (NTP ↔ RTP time). None for a track means it is placed by arrival alone.
+    sender_reports: Family<TrackLabel, Counter>,
     /// Time from a session's start (its offer answered) to its first keyframe leaving for the ingest.
     pub first_keyframe: Histogram,
     /// What the media thread does; datagrams per wake-up is what receive moderation buys.
@@ -114,6 +119,7 @@ impl Metrics {
             relay_latency,
             video_latency,
             audio_latency,
+            sender_reports: Family::default(),
             // 0.1 s .. 10 s: the target on loopback is 1.5 s.
             first_keyframe: Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]),
             media: MediaCounters::default(),
@@ -148,6 +154,7 @@ impl Metrics {
             metrics.audio_dropped.clone(),
         );
         registry.register("audio_transcoders", "Opus to AAC transcoders on the audio workers now", metrics.audio_transcoders.clone());
+        registry.register("sender_reports", "RTCP sender reports received from publishers, per track", metrics.sender_reports.clone());
         registry.register("relay_latency_seconds", "RTP in to FLV tag out, per track", metrics.relay_latency.clone());
         registry.register(
             "first_keyframe_seconds",
@@ -161,6 +168,15 @@ impl Metrics {
         );
         registry.register("media_datagrams", "Datagrams read from the WebRTC media socket", metrics.media.datagrams.clone());
         Self { registry, ..metrics }
+    }
+
+    /// Counts a publisher's RTCP sender report for `track` that reached its session.
+    pub fn sender_report_received(&self, track: Track) {
+        let label = match track {
+            Track::Video => &VIDEO,
+            Track::Audio => &AUDIO,
+        };
+        self.sender_reports.get_or_create(label).inc();
     }
 
     /// The label for a destination host: its own while fewer than `MAX_DESTINATION_LABELS`

@@ -245,7 +245,10 @@ impl MediaTask {
                                 last_media = received;
                                 self.take_rtp(received, track, packet);
                             }
-                            PeerEvent::SenderReport { track, ntp, rtp } => self.core.handle_input(Instant::now(), Input::SenderReport { track, ntp, rtp }),
+                            PeerEvent::SenderReport { track, ntp, rtp } => {
+                                self.metrics.sender_report_received(track);
+                                self.core.handle_input(Instant::now(), Input::SenderReport { track, ntp, rtp });
+                            }
                         }
                         // Tags and keyframe requests go out between packets, as they are made.
                         self.drain_outputs();
